@@ -1,0 +1,94 @@
+"""The FastAPI application: REST routes, the WebSocket hub and their shared resources."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from marketpulse import __version__
+from marketpulse.api.errors import install_error_handlers
+from marketpulse.api.hub import Hub
+from marketpulse.api.routes import health, market, subscriptions, ws
+from marketpulse.api.stats import StatsSampler
+from marketpulse.bus.connection import create_redis
+from marketpulse.config import Settings
+from marketpulse.store.database import create_pool
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: aioredis.Redis | None = None,
+    pool: asyncpg.Pool | None = None,
+) -> FastAPI:
+    """Build the app. Pass ``redis``/``pool`` to share a process's connections (``serve``);
+    otherwise the app opens its own from the settings and closes them on shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            own_redis = redis
+            if own_redis is None:
+                assert settings.redis_url, "REDIS_URL must be resolved before the API starts"
+                own_redis = create_redis(settings.redis_url)
+                stack.push_async_callback(own_redis.aclose)
+            own_pool = pool
+            if own_pool is None:
+                assert settings.database_url, "DATABASE_URL must be resolved before the API"
+                own_pool = await create_pool(settings.database_url, max_size=5)
+                stack.push_async_callback(own_pool.close)
+            hub = Hub(own_redis, settings)
+            sampler = StatsSampler(own_redis, settings)
+            app.state.settings = settings
+            app.state.redis = own_redis
+            app.state.pool = own_pool
+            app.state.hub = hub
+            app.state.sampler = sampler
+            tasks = [
+                asyncio.create_task(hub.run(), name="api:hub"),
+                asyncio.create_task(hub.watchdog(), name="api:hub-watchdog"),
+                asyncio.create_task(sampler.run(), name="api:stats"),
+            ]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                # Bounded: a task stuck in a Redis read must not keep the process alive.
+                _, stuck = await asyncio.wait(tasks, timeout=5)
+                if stuck:
+                    log.warning("API background tasks did not stop: %s",
+                                ", ".join(t.get_name() for t in stuck))  # fmt: skip
+
+    app = FastAPI(
+        title="marketpulse",
+        version=__version__,
+        description="Real-time market data: live quotes, tick streams and history.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(market.router)
+    app.include_router(subscriptions.router)
+    app.include_router(ws.router)
+
+    @app.get("/", tags=["health"], summary="Service information")
+    async def root() -> dict[str, Any]:
+        return {
+            "service": "marketpulse",
+            "version": __version__,
+            "docs": "/docs",
+            "websocket": "/ws",
+            "feeds": settings.feeds,
+        }
+
+    return app

@@ -1,0 +1,41 @@
+"""Typed dependencies: what a route needs, taken from the application state."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+import asyncpg
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+
+from marketpulse.api.hub import Hub
+from marketpulse.api.stats import StatsSampler
+from marketpulse.config import Settings
+
+
+def _settings(conn: HTTPConnection) -> Settings:
+    return cast(Settings, conn.app.state.settings)
+
+
+def _redis(conn: HTTPConnection) -> aioredis.Redis:
+    return cast(aioredis.Redis, conn.app.state.redis)
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    return cast(asyncpg.Pool, request.app.state.pool)
+
+
+def _hub(conn: HTTPConnection) -> Hub:
+    return cast(Hub, conn.app.state.hub)
+
+
+def _sampler(request: Request) -> StatsSampler:
+    return cast(StatsSampler, request.app.state.sampler)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
+PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
+HubDep = Annotated[Hub, Depends(_hub)]
+SamplerDep = Annotated[StatsSampler, Depends(_sampler)]

@@ -1,0 +1,114 @@
+"""``WS /ws``: subscribe to channels, receive ``data`` messages.
+
+Client → server: ``{"message_type": "subscribe" | "unsubscribe", "channel": "RELIANCE.NSE"}``.
+Server → client: ``info`` (acknowledgements), ``error`` (a bad request, the socket stays open)
+and ``data`` (``{"message_type": "data", "channel": ..., "data": <Tick JSON>}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from redis.exceptions import RedisError
+
+from marketpulse.api.deps import HubDep, RedisDep, SettingsDep
+from marketpulse.api.hub import CLOSE_TOO_SLOW, Client, Hub
+from marketpulse.config import Settings
+from marketpulse.model import SymbolError, normalize_symbol
+from marketpulse.subscriptions import is_tracked
+
+router = APIRouter(tags=["streaming"])
+
+
+class ClientMessage(msgspec.Struct):
+    message_type: str
+    channel: str | None = None
+
+
+_decode_message = msgspec.json.Decoder(ClientMessage).decode
+
+
+def _info(message: str, **extra: Any) -> str:
+    return json.dumps({"message_type": "info", "message": message, **extra})
+
+
+def _error(detail: str, status_code: int = 400, **extra: Any) -> str:
+    return json.dumps(
+        {"message_type": "error", "detail": detail, "status_code": status_code, **extra}
+    )
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(
+    websocket: WebSocket, hub: HubDep, redis: RedisDep, settings: SettingsDep
+) -> None:
+    await websocket.accept()
+    client = Client(
+        websocket.send_text,
+        max_pending=settings.ws_client_queue_size,
+        max_lag=settings.ws_client_max_lag_seconds,
+    )
+    hub.add(client)
+    client.tell(_info('connected; send {"message_type": "subscribe", "channel": "RELIANCE.NSE"}'))
+    writer = asyncio.create_task(client.write_loop())
+    reader = asyncio.create_task(_read_loop(websocket, client, hub, redis, settings))
+    kicked = asyncio.create_task(client.kicked.wait())
+    try:
+        await asyncio.wait({writer, reader, kicked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hub.remove(client)
+        for task in (writer, reader, kicked):
+            task.cancel()
+        await asyncio.gather(writer, reader, kicked, return_exceptions=True)
+    if client.kick_reason is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                websocket.close(CLOSE_TOO_SLOW, client.kick_reason[:120]), timeout=1.0
+            )
+
+
+async def _read_loop(
+    websocket: WebSocket, client: Client, hub: Hub, redis: Any, settings: Settings
+) -> None:
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            try:
+                message = _decode_message(raw)
+            except msgspec.DecodeError as exc:
+                client.tell(
+                    _error(
+                        f"invalid message: {exc}; expected "
+                        '{"message_type": "subscribe", "channel": "RELIANCE.NSE"}'
+                    )
+                )
+                continue
+            kind = message.message_type
+            if kind not in ("subscribe", "unsubscribe"):
+                client.tell(_error(f"unknown message_type {kind!r}; use subscribe or unsubscribe"))
+                continue
+            if not message.channel:
+                client.tell(_error(f"{kind} needs a channel, e.g. RELIANCE.NSE"))
+                continue
+            try:
+                channel = normalize_symbol(message.channel)
+            except SymbolError as exc:
+                client.tell(_error(str(exc), 422, channel=message.channel))
+                continue
+            if kind == "subscribe":
+                hub.subscribe(client, channel)
+                try:
+                    tracked = await is_tracked(redis, settings, channel)
+                except (RedisError, OSError):
+                    tracked = None
+                client.tell(_info(f"subscribed to {channel}", channel=channel, tracked=tracked))
+            else:
+                hub.unsubscribe(client, channel)
+                client.tell(_info(f"unsubscribed from {channel}", channel=channel))
+    except WebSocketDisconnect:
+        return

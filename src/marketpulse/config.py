@@ -1,0 +1,209 @@
+"""The one settings object. Every knob is an environment variable (or a line in ``.env``).
+
+The README's settings table lists these names; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def redact_url(url: str) -> str:
+    """A server URL with its password hidden, for logs and error messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off", ""}
+
+
+def read_symbols_file(path: Path) -> list[str]:
+    """Enabled ``symbol_name`` values of a ``symbol_name,enabled`` CSV, in file order.
+
+    Errors name the file and line, because a typo here would otherwise silently stream nothing.
+    """
+    import csv
+
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or not {"symbol_name", "enabled"} <= {
+                f.strip() for f in reader.fieldnames
+            }:
+                raise ValueError(f"{path}: the header must have columns symbol_name,enabled")
+            symbols = []
+            for line, row in enumerate(reader, start=2):
+                row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+                name, enabled = row.get("symbol_name", ""), row.get("enabled", "").lower()
+                if enabled not in _TRUE | _FALSE:
+                    raise ValueError(
+                        f"{path}:{line}: enabled must be true or false, got {enabled!r}"
+                    )
+                if name and enabled in _TRUE:
+                    symbols.append(name)
+            return symbols
+    except OSError as exc:
+        raise ValueError(f"cannot read SYMBOLS_FILE {path}: {exc.strerror}") from exc
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from the environment.
+
+    ``REDIS_URL``/``DATABASE_URL`` left unset means "start the embedded servers" (see
+    :mod:`marketpulse.embedded`), so a laptop with neither server still runs everything.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- servers
+    redis_url: str | None = Field(None, description="Redis/Valkey URL; unset = embedded Valkey")
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL; unset = embedded PostgreSQL"
+    )
+    marketpulse_home: Path = Field(
+        Path.home() / ".local" / "share" / "marketpulse",
+        description="data directory for embedded servers and credentials",
+    )
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+
+    # --- API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+    ws_client_queue_size: int = Field(
+        1000, ge=1, description="max distinct pending messages per WebSocket client"
+    )
+    ws_client_max_lag_seconds: float = Field(
+        5.0, gt=0, description="a client that cannot drain its queue for this long is dropped"
+    )
+
+    # --- Redis data plane
+    redis_key_prefix: str = Field("mp", description="prefix of marketpulse's internal keys")
+    cache_key_prefix: str = Field("market", description="prefix of snapshot keys")
+    cache_ttl_seconds: int = Field(300, ge=1)
+    cache_snapshot_count: int = Field(
+        25, ge=0, description="recent snapshots kept per symbol and mode (0 = no history list)"
+    )
+    cache_scan_batch_size: int = Field(500, ge=1, description="SCAN COUNT for snapshot scans")
+    symbol_stream_prefix: str = Field(
+        "market_data_stream", description="per-symbol streams are {prefix}:{SYMBOL}"
+    )
+    symbol_stream_maxlen: int = Field(
+        10_000, ge=0, description="approximate length per symbol stream (0 = no symbol streams)"
+    )
+    firehose_shards: int = Field(4, ge=1, le=1024)
+    firehose_maxlen: int = Field(100_000, ge=1000, description="approximate length per shard")
+    ingest_buffer_max_ticks: int = Field(
+        200_000, ge=1000, description="ticks held in memory while Redis is unreachable"
+    )
+
+    # --- store
+    tick_buffer_size: int = Field(1000, ge=1)
+    flush_interval_seconds: float = Field(1.0, gt=0)
+    store_consumer_group: str = "store"
+    store_consumer_name: str | None = Field(None, description="default: hostname-pid")
+    partition_days_ahead: int = Field(2, ge=0, le=60)
+    tick_retention_days: int = Field(
+        7, ge=0, description="days of ticks kept in PostgreSQL (0 = keep forever)"
+    )
+    store_claim_idle_seconds: float = Field(
+        60.0, gt=0, description="entries a dead store worker left pending this long are claimed"
+    )
+
+    # --- feeds
+    feeds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["sim"], description="comma-separated feeds to run"
+    )
+    subscribe: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated symbols (or broker tokens) the feeds stream at start",
+    )
+    subscribe_mode: Literal["ltp", "quote", "full"] = "full"
+    symbols_file: Path | None = Field(
+        None, description="CSV with columns symbol_name,enabled; enabled rows join SUBSCRIBE"
+    )
+    reconnect_min_seconds: float = Field(0.5, gt=0)
+    reconnect_max_seconds: float = Field(30.0, gt=0)
+    feed_heartbeat_timeout_seconds: float = Field(
+        15.0, gt=0, description="no frame at all for this long = dead socket"
+    )
+    feed_stall_timeout_seconds: float = Field(
+        60.0, gt=0, description="no ticks while the market is open for this long = dead feed"
+    )
+
+    # --- broker endpoints (point them at `marketpulse emulate <broker>` to work offline)
+    kite_ws_url: str = "wss://ws.kite.trade"
+    kite_api_url: str = "https://api.kite.trade"
+    kite_login_url: str = "https://kite.zerodha.com/connect/login"
+    angelone_ws_url: str = "wss://smartapisocket.angelone.in/smart-stream"
+    angelone_api_url: str = "https://apiconnect.angelone.in"
+    angelone_scrip_master_url: str = (
+        "https://margincalculator.angelbroking.com/OpenAPI_File/files/OpenAPIScripMaster.json"
+    )
+
+    # --- simulator
+    sim_seed: int = 42
+    sim_ticks_per_second: float = Field(200.0, gt=0, description="total simulated ticks/s")
+    sim_always_open: bool = False
+    sim_extra_instruments: int = Field(
+        0, ge=0, description="synthetic instruments added to the default universe"
+    )
+
+    @field_validator("feeds", "subscribe", mode="before")
+    @classmethod
+    def _split_feeds(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _read_symbols_file(self) -> Settings:
+        if self.symbols_file is not None:
+            extra = read_symbols_file(self.symbols_file)
+            self.subscribe = list(dict.fromkeys([*self.subscribe, *extra]))
+        return self
+
+    @cached_property
+    def consumer_name(self) -> str:
+        import os
+        import socket
+
+        return self.store_consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+
+    def firehose_key(self, shard: int) -> str:
+        return f"{self.redis_key_prefix}:ticks:{shard}"
+
+    @property
+    def firehose_keys(self) -> list[str]:
+        return [self.firehose_key(shard) for shard in range(self.firehose_shards)]
+
+    def snapshot_key(self, security_id: str, packet_type: str) -> str:
+        return f"{self.cache_key_prefix}:{security_id}:{packet_type}"
+
+    def history_key(self, security_id: str, packet_type: str) -> str:
+        return f"{self.cache_key_prefix}:{security_id}:{packet_type}:history"
+
+    def symbol_stream_key(self, symbol: str) -> str:
+        return f"{self.symbol_stream_prefix}:{symbol}"
+
+    @property
+    def feeds_key(self) -> str:
+        return f"{self.redis_key_prefix}:feeds"
+
+    @property
+    def stats_key(self) -> str:
+        return f"{self.redis_key_prefix}:stats"
+
+    @property
+    def subscriptions_key(self) -> str:
+        return f"{self.redis_key_prefix}:subscriptions"

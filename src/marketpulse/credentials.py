@@ -1,0 +1,112 @@
+"""Broker credentials: one file under ``MARKETPULSE_HOME``, environment variables win.
+
+``marketpulse login <broker>`` writes tokens here with their expiry; feeds read them again
+before every (re)connect, because broker tokens roll over daily. The file is created with mode
+0600 and replaced atomically, so a reader never sees half a write.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from marketpulse.feeds.base import FeedAuthError
+
+
+class CredentialsError(FeedAuthError):
+    """Credentials are missing or expired; the message says which command fixes it."""
+
+
+class ProviderCredentials(msgspec.Struct, omit_defaults=True):
+    values: dict[str, str] = msgspec.field(default_factory=dict)
+    expires_at: float | None = None  # epoch seconds
+    updated_at: float | None = None
+
+
+_decoder = msgspec.json.Decoder(dict[str, ProviderCredentials])
+_encoder = msgspec.json.Encoder()
+
+
+class CredentialStore:
+    """Read and write ``credentials.json``; ``env`` overrides are applied on read."""
+
+    def __init__(self, path: Path, env: Mapping[str, str] | None = None) -> None:
+        self.path = path
+        self._env = os.environ if env is None else env
+
+    @classmethod
+    def in_home(cls, home: Path, env: Mapping[str, str] | None = None) -> CredentialStore:
+        return cls(home / "credentials.json", env)
+
+    def _read_all(self) -> dict[str, ProviderCredentials]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            return _decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise CredentialsError(
+                f"{self.path} is not a valid credentials file ({exc}); delete it and log in again"
+            ) from exc
+
+    def entry(self, provider: str) -> ProviderCredentials:
+        return self._read_all().get(provider, ProviderCredentials())
+
+    def get(self, provider: str, env_names: Mapping[str, str]) -> dict[str, str]:
+        """The provider's values, each overridden by its environment variable when set.
+
+        ``env_names`` maps a value's name to its variable, e.g. ``{"access_token":
+        "KITE_ACCESS_TOKEN"}``.
+        """
+        values = dict(self.entry(provider).values)
+        for key, env_name in env_names.items():
+            override = self._env.get(env_name)
+            if override:
+                values[key] = override
+        return values
+
+    def require(
+        self, provider: str, env_names: Mapping[str, str], login_hint: str, now: float | None = None
+    ) -> dict[str, str]:
+        """Like :meth:`get`, but a missing value or an expired file entry is a clear error.
+
+        An expiry only applies to values that came from the file: a token supplied through the
+        environment is the user's responsibility.
+        """
+        values = self.get(provider, env_names)
+        missing = [f"{k} ({env_names[k]})" for k in env_names if not values.get(k)]
+        if missing:
+            raise CredentialsError(
+                f"{provider}: missing {', '.join(missing)}; run `{login_hint}` or set the "
+                "environment variables"
+            )
+        entry = self.entry(provider)
+        from_env = all(self._env.get(name) for name in env_names.values())
+        expires_at = entry.expires_at
+        if not from_env and expires_at is not None and (now or time.time()) >= expires_at:
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires_at))
+            raise CredentialsError(
+                f"{provider}: the saved access token expired at {when}; run `{login_hint}`"
+            )
+        return values
+
+    def save(self, provider: str, values: Mapping[str, str], expires_at: float | None) -> None:
+        """Replace the provider's entry (other providers are kept) atomically with mode 0600."""
+        data = self._read_all()
+        data[provider] = ProviderCredentials(dict(values), expires_at, time.time())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".credentials.")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(_encoder.encode(data))
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

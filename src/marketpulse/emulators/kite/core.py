@@ -1,0 +1,330 @@
+"""The emulated Kite back end: accounts, the market, live ticker connections, faults.
+
+One :class:`KiteEmulator` per app holds everything the WebSocket and REST handlers share. The
+simulator generates every instrument in ``full`` mode at ``ticks_per_second``; each tick is
+re-keyed to its Kite token, kept as the instrument's latest state (what ``/quote`` answers) and
+offered to every connection, which keeps the instruments it subscribed in its own mode and
+encodes them with the feed's own wire encoder. Tests script exact ticks with :meth:`push`
+(with ``ticks_per_second=0`` nothing else is sent) and read what the server saw in
+:attr:`KiteEmulator.history`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+
+from marketpulse.emulators.kite.listing import KiteListing
+from marketpulse.emulators.options import EmulatorOptions, FaultClock
+from marketpulse.feeds.kite.wire import (
+    HEARTBEAT,
+    ClientMessage,
+    ErrorMessage,
+    KiteTextMessage,
+    decode_client_message,
+    encode_frame,
+    encode_text,
+)
+from marketpulse.feeds.simulator import SimulatedMarket, default_universe, session_open
+from marketpulse.feeds.simulator.trading_calendar import ist_date
+from marketpulse.model import Mode, Tick
+
+log = logging.getLogger(__name__)
+
+TEST_API_KEY: Final = "test_api_key"
+TEST_API_SECRET: Final = "test_api_secret"
+TEST_ACCESS_TOKEN: Final = "test_access_token"
+TEST_PUBLIC_TOKEN: Final = "test_public_token"
+TEST_USER_ID: Final = "MP0001"
+
+MAX_TOKENS_PER_CONNECTION: Final = 3000
+MAX_CONNECTIONS_PER_KEY: Final = 3
+OUTBOX_FRAMES: Final = 1000
+"""Frames queued for one client; a client further behind loses frames (counted)."""
+
+
+@dataclass(slots=True)
+class ConnectionLog:
+    """What one ticker connection did, kept after it closes (for tests and diagnostics)."""
+
+    api_key: str
+    opened_at: float
+    requests: list[ClientMessage] = field(default_factory=list)
+    modes: dict[int, str] = field(default_factory=dict)
+    errors_sent: list[str] = field(default_factory=list)
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    closed: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    code: int
+    reason: str
+
+
+_Item = bytes | str | CloseRequest
+
+
+class EmulatedConnection:
+    """One client's server side: its subscriptions ({token: mode}) and its outbox."""
+
+    def __init__(self, emulator: KiteEmulator, api_key: str) -> None:
+        self.emulator = emulator
+        self.log = ConnectionLog(api_key, time.monotonic())
+        self.opened = emulator.faults.now()
+        self.outbox: asyncio.Queue[_Item] = asyncio.Queue(OUTBOX_FRAMES)
+
+    @property
+    def modes(self) -> dict[int, str]:
+        return self.log.modes
+
+    # ------------------------------------------------------------------ client requests
+
+    def handle(self, text: str) -> None:
+        """Apply one client request (kite.md §2 semantics); a bad one gets an error message."""
+        try:
+            request = decode_client_message(text)
+        except ValueError as exc:
+            self.send_message(ErrorMessage(str(exc)))
+            return
+        self.log.requests.append(request)
+        modes = self.log.modes
+        if request.action == "subscribe":
+            new = [t for t in dict.fromkeys(request.tokens) if t not in modes]
+            room = max(0, self.emulator.max_tokens_per_connection - len(modes))
+            for token in new[:room]:
+                modes[token] = Mode.QUOTE.value  # new tokens stream in quote until told
+            if len(new) > room:
+                surplus = new[room:]
+                self.send_message(
+                    ErrorMessage(
+                        f"subscription limit reached: at most "
+                        f"{self.emulator.max_tokens_per_connection} instruments per connection; "
+                        f"{len(surplus)} token(s) ignored, e.g. {surplus[:5]}"
+                    )
+                )
+            self._snapshot(new[:room])
+        elif request.action == "unsubscribe":
+            for token in request.tokens:
+                modes.pop(token, None)
+        else:
+            assert request.mode is not None
+            changed = [t for t in request.tokens if t in modes]  # unsubscribed: no effect
+            for token in changed:
+                modes[token] = request.mode
+            self._snapshot(changed)
+
+    def _snapshot(self, tokens: list[int]) -> None:
+        """Like Kite, a (re)subscribed instrument's current state is sent at once."""
+        if not self.emulator.snapshots:
+            return
+        last = self.emulator.last
+        self.offer([(t, last[t]) for t in tokens if t in last])
+
+    # ------------------------------------------------------------------ server → client
+
+    def offer(self, ticks: Iterable[tuple[int, Tick]]) -> None:
+        """Queue one binary frame of the ``ticks`` this client subscribed, in its modes."""
+        modes = self.log.modes
+        if not modes:
+            return
+        chosen = []
+        for token, tick in ticks:
+            mode = modes.get(token)
+            if mode is not None:
+                chosen.append(
+                    tick if tick.mode == mode else msgspec.structs.replace(tick, mode=mode)
+                )
+        if chosen:
+            self._queue(encode_frame(chosen))
+
+    def send_message(self, message: KiteTextMessage) -> None:
+        if isinstance(message, ErrorMessage):
+            self.log.errors_sent.append(message.data)
+        self._queue(encode_text(message))
+
+    def send_raw(self, data: bytes | str) -> None:
+        self._queue(data)
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the writer to close the socket after what is already queued."""
+        self.log.closed = reason
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while self.outbox.full():
+                self.outbox.get_nowait()
+        self.outbox.put_nowait(CloseRequest(code, reason))
+
+    def _queue(self, item: bytes | str) -> None:
+        try:
+            self.outbox.put_nowait(item)
+        except asyncio.QueueFull:
+            self.log.frames_dropped += 1
+
+    async def next_item(self, heartbeat: float) -> _Item:
+        """The next queued item, or a heartbeat after ``heartbeat`` idle seconds."""
+        try:
+            async with asyncio.timeout(heartbeat):  # not wait_for: it can swallow cancellation
+                return await self.outbox.get()
+        except TimeoutError:
+            return HEARTBEAT
+
+    @property
+    def silent(self) -> bool:
+        """The ``silence_after`` fault: connected, but nothing is sent any more."""
+        return self.emulator.faults.silent(self.opened)
+
+
+class KiteEmulator:
+    """Shared state of one emulated Kite deployment (see the module docstring)."""
+
+    def __init__(
+        self,
+        options: EmulatorOptions,
+        *,
+        heartbeat_interval: float = 1.0,
+        max_tokens_per_connection: int = MAX_TOKENS_PER_CONNECTION,
+        max_connections_per_key: int = MAX_CONNECTIONS_PER_KEY,
+        snapshots: bool = True,
+        slice_seconds: float = 0.05,
+    ) -> None:
+        self.options = options
+        self.heartbeat_interval = heartbeat_interval
+        self.max_tokens_per_connection = max_tokens_per_connection
+        self.max_connections_per_key = max_connections_per_key
+        self.snapshots = snapshots
+        self.slice_seconds = slice_seconds
+        self.faults = FaultClock(options.faults)
+        universe = default_universe(ist_date(options.clock()), options.extra_instruments)
+        self.listing = KiteListing(universe)
+        self.market = SimulatedMarket(universe, options.seed)
+        self.last: dict[int, Tick] = {}
+        self.connections: list[EmulatedConnection] = []
+        self.history: list[ConnectionLog] = []
+        self.rejected: list[str] = []
+        self.rest_requests: list[str] = []
+        self.rest_faults: deque[int] = deque()
+        """HTTP statuses the next data requests answer with (tests of retry handling)."""
+        self.used_request_tokens: set[str] = set()
+        self._seed_quotes()
+        self.market.subscribe(universe.tokens, Mode.FULL)
+
+    # ------------------------------------------------------------------ accounts
+
+    def access_problem(self, api_key: str | None, access_token: str | None) -> str | None:
+        """Why this api_key/access_token pair is refused, or ``None`` if it is accepted."""
+        if api_key != TEST_API_KEY or access_token != TEST_ACCESS_TOKEN:
+            return "Incorrect `api_key` or `access_token`."
+        if self.faults.token_expired():
+            return "Token is invalid or has expired."
+        return None
+
+    def live_connections(self, api_key: str) -> int:
+        return sum(1 for c in self.connections if c.log.api_key == api_key)
+
+    def open_connection(self, api_key: str) -> EmulatedConnection:
+        connection = EmulatedConnection(self, api_key)
+        self.connections.append(connection)
+        self.history.append(connection.log)
+        return connection
+
+    def forget(self, connection: EmulatedConnection) -> None:
+        with contextlib.suppress(ValueError):
+            self.connections.remove(connection)
+
+    # ------------------------------------------------------------------ market
+
+    def _seed_quotes(self) -> None:
+        """One trade per instrument, so every instrument has a quote before the first tick."""
+        now_ns = int(self.options.clock() * 1e9)
+        for spec in self.listing.universe.specs:
+            self.market.unsubscribe_all()
+            self.market.subscribe([spec.token], Mode.FULL)
+            self._remember(self.market.generate(1, now_ns))
+
+    def _remember(self, ticks: list[Tick]) -> list[tuple[int, Tick]]:
+        by_sim = self.listing.by_sim_token
+        keyed = []
+        for tick in ticks:
+            item = by_sim[tick.token]
+            kite = msgspec.structs.replace(tick, source="kite", token=str(item.token), symbol=None)
+            self.last[item.token] = kite
+            keyed.append((item.token, kite))
+        return keyed
+
+    def push(self, ticks: Iterable[Tick]) -> None:
+        """Send exactly these ticks (Kite tokens) to every subscriber, each in its own mode.
+
+        Raises ``ValueError`` if a tick cannot be encoded (a test bug, not a feed condition).
+        """
+        keyed = [(int(t.token), t) for t in ticks]
+        for token, tick in keyed:
+            self.last[token] = tick
+        self._fan_out(keyed)
+
+    def send_raw(self, data: bytes | str) -> None:
+        """Send a frame as given to every connection (malformed-data and text-message tests)."""
+        for connection in self.connections:
+            connection.send_raw(data)
+
+    def drop_all(self, code: int = 1011, reason: str = "dropped by the emulator") -> None:
+        for connection in list(self.connections):
+            connection.close(code, reason)
+
+    def _fan_out(self, keyed: list[tuple[int, Tick]]) -> None:
+        for connection in self.connections:
+            connection.offer(keyed)
+
+    async def run(self) -> None:
+        """Generate the market, and apply the scheduled faults, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            if self.options.ticks_per_second > 0:
+                group.create_task(self._stream())
+            faults = self.faults.faults
+            if faults.drop_every:
+                group.create_task(self._drop_every(faults.drop_every))
+            if faults.expire_token_after is not None:
+                group.create_task(self._expire(faults.expire_token_after))
+
+    async def _stream(self) -> None:
+        rate = self.options.ticks_per_second
+        clock = self.options.clock
+        max_batch = max(1, int(rate))  # after a stall, at most a second's worth at once
+        origin: float | None = None
+        emitted = 0
+        while True:
+            await asyncio.sleep(self.slice_seconds)
+            if not (self.options.always_open or session_open(clock())):
+                origin = None
+                continue
+            now = time.monotonic()
+            if origin is None:
+                origin, emitted = now, 0
+            due = int((now - origin) * rate) - emitted
+            if due > max_batch:
+                emitted += due - max_batch
+                due = max_batch
+            if due <= 0:
+                continue
+            emitted += due
+            self._fan_out(self._remember(self.market.generate(due, int(clock() * 1e9))))
+
+    async def _drop_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            if self.connections:
+                log.info("kite emulator: dropping %d connection(s)", len(self.connections))
+            self.drop_all(1011, "scheduled drop (drop_every)")
+
+    async def _expire(self, after: float) -> None:
+        await asyncio.sleep(max(0.0, after - (self.faults.now() - self.faults.started)))
+        log.info("kite emulator: the access token expired; closing every ticker connection")
+        self.drop_all(1008, "access token expired")

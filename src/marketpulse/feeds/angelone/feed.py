@@ -1,0 +1,78 @@
+"""Angel One as a registered feed: build, start-up subscriptions, replay, instrument master."""
+
+from __future__ import annotations
+
+import logging
+
+from marketpulse.config import Settings
+from marketpulse.feeds.angelone import master, rest, wire
+from marketpulse.feeds.angelone.client import AngelOneAdapter
+from marketpulse.feeds.angelone.instruments import keys_for
+from marketpulse.feeds.base import FeedAdapter, FeedError
+from marketpulse.feeds.registry import FeedSpec, Resolver
+from marketpulse.model import Tick
+from marketpulse.store.instruments import InstrumentRecord, Progress
+from marketpulse.subscriptions import TrackedSymbol
+
+log = logging.getLogger(__name__)
+
+
+class NothingToStreamError(RuntimeError):
+    """``SUBSCRIBE`` is empty: a broker feed has no default universe to stream.
+
+    A ``RuntimeError`` so that ``marketpulse serve`` reports it as a one-line error.
+    """
+
+
+async def startup(
+    adapter: FeedAdapter, settings: Settings, resolver: Resolver
+) -> list[TrackedSymbol]:
+    """``SUBSCRIBE`` (and ``SYMBOLS_FILE``; symbols or Angel tokens) resolved through the
+    instrument master.
+
+    The resolved entries teach the adapter each token's segment (and which are indices);
+    a token listed in two segments gets an ``EXCHANGE|TOKEN`` key (see :mod:`.instruments`).
+    """
+    if not settings.subscribe:
+        raise NothingToStreamError(
+            "angelone: nothing to stream; set SUBSCRIBE (or SYMBOLS_FILE) to symbols or Angel "
+            "tokens, e.g. SUBSCRIBE=RELIANCE.NSE,NIFTY50.NSE_INDEX (after `marketpulse "
+            "instruments sync --provider angelone`)"
+        )
+    tracked = keys_for(await resolver(adapter.name, settings.subscribe))
+    adapter.track(tracked)
+    return tracked
+
+
+def decode(frame: bytes | str, ts_recv: int) -> list[Tick]:
+    """One raw frame of a capture → ticks (``pong`` and other text frames carry none).
+
+    Pure: without the instrument master, indices keep the wire's ``NSE``/``BSE`` and ticks have
+    no symbol, exactly as ``record --tokens`` wrote them.
+    """
+    if isinstance(frame, str):
+        return []
+    out = wire.decode_one(frame, ts_recv)
+    return [out] if isinstance(out, Tick) else []
+
+
+async def instruments(
+    settings: Settings, progress: Progress | None = None
+) -> list[InstrumentRecord]:
+    """Download ``ANGELONE_SCRIP_MASTER_URL`` (no login needed) and map it to canonical rows."""
+    raw = await rest.download(settings.angelone_scrip_master_url, progress)
+    try:
+        parsed = master.parse_master(raw)
+    except ValueError as exc:
+        raise FeedError(str(exc)) from exc
+    log.info("angelone instrument master: %s", parsed.summary())
+    return parsed.records
+
+
+SPEC = FeedSpec(
+    name="angelone",
+    build=AngelOneAdapter.from_settings,
+    startup=startup,
+    decode=decode,
+    instruments=instruments,
+)

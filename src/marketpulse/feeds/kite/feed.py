@@ -1,0 +1,73 @@
+"""The Kite feed as the service sees it: build, start-up subscriptions, replay, instrument master.
+
+Kite streams only what is asked for, and its tokens mean nothing to a user, so start-up
+resolves ``SUBSCRIBE`` (canonical symbols or Kite instrument tokens) through the instrument
+master that ``marketpulse instruments sync --provider kite`` fills.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from marketpulse.config import Settings
+from marketpulse.feeds.base import FeedAdapter, FeedError
+from marketpulse.feeds.kite.client import KiteAdapter
+from marketpulse.feeds.kite.instruments import parse_instruments
+from marketpulse.feeds.kite.rest import KiteRestClient
+from marketpulse.feeds.kite.wire import decode_frame, segment_of
+from marketpulse.feeds.registry import FeedSpec, Resolver
+from marketpulse.model import Tick
+from marketpulse.store.instruments import InstrumentRecord, Progress
+from marketpulse.subscriptions import TrackedSymbol
+
+log = logging.getLogger(__name__)
+
+_INDEX_SEGMENT = 9
+
+
+class KiteSetupError(FeedError):
+    """The Kite feed is not configured well enough to start; the message says what to set."""
+
+
+def build(settings: Settings) -> FeedAdapter:
+    return KiteAdapter.from_settings(settings)
+
+
+async def startup(
+    adapter: FeedAdapter, settings: Settings, resolver: Resolver
+) -> list[TrackedSymbol]:
+    """``SUBSCRIBE`` resolved through the instrument master, in ``SUBSCRIBE_MODE``."""
+    assert isinstance(adapter, KiteAdapter)
+    if not settings.subscribe:
+        raise KiteSetupError(
+            "kite: nothing to stream; set SUBSCRIBE to symbols such as "
+            "SUBSCRIBE=RELIANCE.NSE,NIFTY50.NSE_INDEX (after `marketpulse instruments sync "
+            "--provider kite`) or to Kite instrument tokens"
+        )
+    tracked = await resolver(adapter.name, settings.subscribe)
+    # An index token does not say whose index it is (segment 9 holds NSE's and BSE's).
+    adapter.index_exchanges.update(
+        (int(t.token), t.exchange)
+        for t in tracked
+        if t.token.isdigit() and segment_of(int(t.token)) == _INDEX_SEGMENT
+    )
+    return tracked
+
+
+def decode(frame: bytes | str, ts_recv: int) -> list[Tick]:
+    """One raw frame of a capture: binary frames decode to ticks, text frames to none."""
+    if isinstance(frame, str):
+        return []
+    return decode_frame(frame, ts_recv).ticks
+
+
+async def instruments(settings: Settings, progress: Progress | None) -> list[InstrumentRecord]:
+    """Download the instrument dump (no login needed) and map it to canonical records."""
+    async with KiteRestClient.from_settings(settings, require_session=False) as client:
+        text = await client.instruments(progress=progress)
+    parsed = parse_instruments(text)
+    log.info("kite instrument master: %s", parsed.summary())
+    return parsed.records
+
+
+SPEC = FeedSpec(name="kite", build=build, startup=startup, decode=decode, instruments=instruments)

@@ -1,0 +1,76 @@
+"""Which feeds exist, how to build them, and how to decode their raw frames.
+
+Each feed module exposes ``SPEC: FeedSpec``; this table names the module, so adding a broker is
+one line here and nothing else outside its folder. Modules are imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from marketpulse.config import Settings
+from marketpulse.feeds.base import FeedAdapter
+from marketpulse.model import Tick
+from marketpulse.store.instruments import InstrumentRecord, Progress
+from marketpulse.subscriptions import TrackedSymbol
+
+FeedPlan = tuple[FeedAdapter, list[TrackedSymbol]]
+
+Resolver = Callable[[str, list[str]], Awaitable[list[TrackedSymbol]]]
+"""``resolver(provider, symbols_or_tokens)``: instrument-master lookup that turns canonical
+symbols (or broker tokens) into subscriptions; raises ``UnknownInstrumentError`` for unknowns."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """Everything the service needs to know about one feed."""
+
+    name: str
+    build: Callable[[Settings], FeedAdapter]
+    """The adapter, configured from settings (endpoints, credentials location, limits)."""
+    startup: Callable[[FeedAdapter, Settings, Resolver], Awaitable[list[TrackedSymbol]]]
+    """What to stream at start (usually ``SUBSCRIBE`` resolved through the resolver)."""
+    decode: Callable[[bytes | str, int], list[Tick]] | None = None
+    """Pure decoder of one raw frame, for ``marketpulse replay``."""
+    instruments: Callable[[Settings, Progress | None], Awaitable[list[InstrumentRecord]]] | None = (
+        None
+    )
+    """Download and parse the provider's instrument master, for ``instruments sync``."""
+    resolve: Callable[[FeedAdapter, list[str], str], list[TrackedSymbol]] | None = None
+    """Symbols → subscriptions without the instrument master (the simulator knows its own
+    universe); feeds without it resolve through the instrument master."""
+
+
+class UnknownFeedError(ValueError):
+    """A feed name that does not exist."""
+
+
+FEEDS: dict[str, str] = {
+    "sim": "marketpulse.feeds.simulator.feed",
+    "kite": "marketpulse.feeds.kite.feed",
+    "angelone": "marketpulse.feeds.angelone.feed",
+}
+
+
+def feed_spec(name: str) -> FeedSpec:
+    module_name = FEEDS.get(name)
+    if module_name is None:
+        raise UnknownFeedError(f"unknown feed {name!r}; available: {', '.join(sorted(FEEDS))}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise UnknownFeedError(f"feed {name!r} is not available in this version") from None
+    spec = module.SPEC
+    assert isinstance(spec, FeedSpec)
+    return spec
+
+
+async def build_feed(name: str, settings: Settings, resolver: Resolver) -> FeedPlan:
+    """The adapter for ``name`` and the instruments it streams at start."""
+    spec = feed_spec(name)
+    adapter = spec.build(settings)
+    return adapter, await spec.startup(adapter, settings, resolver)

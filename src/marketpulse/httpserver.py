@@ -1,0 +1,70 @@
+"""Serving an ASGI app on a socket we bind ourselves (so port 0 yields a known port), without
+uvicorn's own signal handling — the service and the emulators decide how to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import uvicorn
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the caller owns shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, with an error that says how to fix a busy port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose a free port"
+            " (API_PORT / --port)"
+        ) from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def make_server(app: Any) -> QuietServer:
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, ws="websockets-sansio", lifespan="on",
+        timeout_graceful_shutdown=3,
+    )  # fmt: skip
+    return QuietServer(config)
+
+
+async def start(server: QuietServer, sock: socket.socket) -> asyncio.Task[None]:
+    """Start serving and return once the app is accepting requests."""
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    # uvicorn exposes readiness only as a flag, so poll it briefly.
+    while not server.started and not task.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    if task.done():
+        task.result()
+    return task
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
+    """Serve ``app`` for the duration of the block; yields the bound port."""
+    sock = listen(host, port)
+    server = make_server(app)
+    task = await start(server, sock)
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)

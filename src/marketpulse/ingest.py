@@ -1,0 +1,264 @@
+"""The ingest role: feeds → Redis.
+
+Runs one :class:`FeedSupervisor` per configured feed, all delivering into one
+:class:`TickPublisher`, and reports each feed's status to Redis every second so that any API
+process can show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from marketpulse.bus.control import (
+    ControlCommand,
+    control_position,
+    read_commands,
+    record_result,
+    wanted,
+)
+from marketpulse.bus.publisher import TickPublisher
+from marketpulse.bus.status import FeedReport, write_reports
+from marketpulse.config import Settings
+from marketpulse.feeds.base import ConnectionState, FeedAdapter, FeedSupervisor, ReconnectPolicy
+from marketpulse.feeds.registry import build_feed, feed_spec
+from marketpulse.model import Mode, Tick
+from marketpulse.store.instruments import resolve_instruments
+from marketpulse.subscriptions import TrackedSymbol, remove_subscriptions, write_subscriptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FeedRun:
+    """One running feed: its supervisor and what it streams (symbol → subscription)."""
+
+    supervisor: FeedSupervisor
+    tracked: dict[str, TrackedSymbol]
+    symbol_of: dict[str, str]  # token → symbol, read by the sink for every tick
+
+
+class IngestService:
+    """Owns the feeds of one process and the publisher they share."""
+
+    def __init__(
+        self, redis: aioredis.Redis, settings: Settings, pool: asyncpg.Pool | None = None
+    ) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._pool = pool
+        self.publisher = TickPublisher(settings)
+        self.feeds: dict[str, FeedRun] = {}
+        self._host = socket.gethostname()
+        self._control_after: str | None = None
+
+    def _policy(self) -> ReconnectPolicy:
+        s = self._settings
+        return ReconnectPolicy(
+            min_delay=s.reconnect_min_seconds,
+            max_delay=s.reconnect_max_seconds,
+            heartbeat_timeout=s.feed_heartbeat_timeout_seconds,
+            stall_timeout=s.feed_stall_timeout_seconds,
+        )
+
+    def add_feed(self, adapter: FeedAdapter, tracked: list[TrackedSymbol]) -> FeedSupervisor:
+        symbol_of: dict[str, str] = {}
+        publish = self.publisher.publish
+
+        async def sink(batch: list[Tick]) -> None:
+            # Decoders know broker tokens only; the instrument master names them.
+            for tick in batch:
+                if tick.symbol is None:
+                    tick.symbol = symbol_of.get(tick.token)
+            await publish(batch)
+
+        supervisor = FeedSupervisor(adapter, sink, self._policy())
+        run = FeedRun(supervisor, {}, symbol_of)
+        self.feeds[adapter.name] = run
+        self._track(run, tracked)
+        return supervisor
+
+    def _track(self, run: FeedRun, tracked: list[TrackedSymbol]) -> None:
+        for item in tracked:
+            run.tracked[item.symbol] = item
+            run.symbol_of[item.token] = item.symbol
+        run.supervisor.adapter.track(tracked)
+
+    async def resolve(self, provider: str, items: list[str]) -> list[TrackedSymbol]:
+        """Instrument-master lookup for feeds' start-up subscriptions."""
+        return await self._resolve_master(provider, items, self._settings.subscribe_mode)
+
+    async def _resolve_master(
+        self, provider: str, items: list[str], mode: str
+    ) -> list[TrackedSymbol]:
+        if self._pool is None:
+            raise RuntimeError("resolving instruments needs the database (DATABASE_URL)")
+        return await resolve_instruments(self._pool, provider, items, mode)
+
+    async def _resolve_for(self, feed: str, items: list[str], mode: str) -> list[TrackedSymbol]:
+        spec = feed_spec(feed)
+        if spec.resolve is not None:
+            return spec.resolve(self.feeds[feed].supervisor.adapter, items, mode)
+        return await self._resolve_master(feed, items, mode)
+
+    async def add_configured_feeds(self) -> None:
+        """Build every feed in ``FEEDS`` with its start-up subscriptions plus the wanted set
+        that ``POST /subscribe`` persisted (restored across restarts)."""
+        self._control_after = await control_position(self._redis, self._settings)
+        for name in self._settings.feeds:
+            adapter, tracked = await build_feed(name, self._settings, self.resolve)
+            self.add_feed(adapter, tracked)
+            restored = await wanted(self._redis, self._settings, name)
+            by_mode: dict[str, list[str]] = {}
+            for symbol, mode in restored.items():
+                by_mode.setdefault(mode, []).append(symbol)
+            for mode, symbols in by_mode.items():
+                try:
+                    self._track(self.feeds[name], await self._resolve_for(name, symbols, mode))
+                except Exception as exc:
+                    log.error("%s: cannot restore subscriptions %s: %s", name, symbols, exc)
+
+    async def run(self, flush_timeout: float = 10.0) -> None:
+        """Run the feeds until cancelled, then flush what they delivered to Redis.
+
+        Cancellation stops the feeds first; the publisher keeps writing until its buffer is
+        empty (or ``flush_timeout`` passes, reported with the count left over).
+        """
+        if not self.feeds:
+            await self.add_configured_feeds()
+        publisher = asyncio.create_task(self.publisher.run(), name="ingest:publisher")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._report_loop(), name="ingest:status")
+                group.create_task(self._control_loop(), name="ingest:control")
+                for name, feed in self.feeds.items():
+                    group.create_task(self._run_feed(name, feed), name=f"ingest:{name}")
+        finally:
+            self.publisher.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(publisher), flush_timeout)
+            except TimeoutError:
+                publisher.cancel()
+                log.error(
+                    "ingest stopped with %d ticks not written to Redis", self.publisher.backlog
+                )
+            await self.report()
+
+    async def _run_feed(self, name: str, feed: FeedRun) -> None:
+        await self._subscribe(feed, list(feed.tracked.values()))
+        try:
+            await feed.supervisor.run()
+        except Exception as exc:
+            # A fatal feed error (e.g. rejected credentials) stops that feed, not the process:
+            # its status says why, and the other feeds and roles keep running.
+            log.error("feed %s stopped: %s", name, exc)
+
+    async def _subscribe(self, feed: FeedRun, tracked: list[TrackedSymbol]) -> None:
+        by_mode: dict[Mode, list[str]] = {}
+        for item in tracked:
+            by_mode.setdefault(Mode(item.mode), []).append(item.token)
+        for mode, tokens in by_mode.items():
+            await feed.supervisor.subscribe(tokens, mode)
+        await self._retry(write_subscriptions, self._redis, self._settings, tracked)
+
+    async def _control_loop(self) -> None:
+        """Apply ``POST /subscribe`` / ``POST /unsubscribe`` commands from any API replica."""
+        after = self._control_after or await control_position(self._redis, self._settings)
+        while True:
+            try:
+                after, commands = await read_commands(self._redis, self._settings, after)
+            except (RedisError, OSError) as exc:
+                log.debug("control stream unavailable: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for command in commands:
+                for name in [command.feed] if command.feed else list(self.feeds):
+                    if name not in self.feeds:
+                        continue  # another ingest process runs that feed
+                    outcome = await self._apply(name, command)
+                    with contextlib.suppress(RedisError, OSError):
+                        await record_result(self._redis, self._settings, command.id, name, outcome)
+
+    async def _apply(self, name: str, command: ControlCommand) -> str:
+        feed = self.feeds[name]
+        try:
+            if command.action == "subscribe":
+                tracked = await self._resolve_for(name, command.symbols, command.mode)
+                self._track(feed, tracked)
+                await self._subscribe(feed, tracked)
+            else:
+                gone = [feed.tracked.pop(s) for s in command.symbols if s in feed.tracked]
+                await feed.supervisor.unsubscribe([t.token for t in gone])
+                await remove_subscriptions(self._redis, self._settings, [t.symbol for t in gone])
+        except Exception as exc:  # reported to the caller through the command's result
+            log.warning("%s %s %s failed: %s", name, command.action, command.symbols, exc)
+            return str(exc) or type(exc).__name__
+        return "ok"
+
+    async def _retry(self, fn: object, *args: object) -> None:
+        assert callable(fn)
+        delay = 0.5
+        while True:
+            try:
+                await fn(*args)
+                return
+            except (RedisError, OSError) as exc:
+                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def reports(self) -> list[FeedReport]:
+        now = time.time()
+        out = []
+        for name, feed in self.feeds.items():
+            sup = feed.supervisor
+            statuses = sup.statuses
+            states = {s.state for s in statuses}
+            if ConnectionState.CONNECTED in states:
+                state = ConnectionState.CONNECTED
+            elif ConnectionState.FAILED in states:
+                state = ConnectionState.FAILED
+            else:
+                state = next(iter(states), ConnectionState.CONNECTING)
+            errors = [s.last_error for s in statuses if s.last_error]
+            out.append(
+                FeedReport(
+                    name=name,
+                    state=state.value,
+                    connected=sup.connected,
+                    connections=sum(1 for s in statuses if s.state is ConnectionState.CONNECTED),
+                    instruments=len(sup.subscriptions),
+                    reconnects=sum(s.reconnects for s in statuses),
+                    ticks_received=sup.ticks_received,
+                    updated_at=now,
+                    pid=os.getpid(),
+                    host=self._host,
+                    last_tick_at=sup.last_tick_at,
+                    last_error=errors[0] if errors else None,
+                    buffered=self.publisher.backlog,
+                    dropped=self.publisher.dropped,
+                    redis_ok=self.publisher.redis_ok,
+                )
+            )
+        return out
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self.report()
+
+    async def report(self) -> None:
+        """Write the status of every feed to Redis once."""
+        try:
+            await write_reports(self._redis, self._settings, self.reports())
+        except (RedisError, OSError) as exc:
+            log.debug("status report failed: %s", exc)
