@@ -140,6 +140,8 @@ class Candle(msgspec.Struct, omit_defaults=True):
     oi: int | None = None
     ticks: int = 0
     status: str = "live"
+    adj_close: float | None = None
+    """Close adjusted for splits and dividends, where the provider gives it (daily bars)."""
 
 
 class Instrument(msgspec.Struct, omit_defaults=True):

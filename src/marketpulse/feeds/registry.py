@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from marketpulse.config import Settings
 from marketpulse.feeds.base import FeedAdapter
+from marketpulse.feeds.history import HistoryFetcher
 from marketpulse.model import Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
 from marketpulse.subscriptions import TrackedSymbol
@@ -41,6 +42,9 @@ class FeedSpec:
     resolve: Callable[[FeedAdapter, list[str], str], list[TrackedSymbol]] | None = None
     """Symbols → subscriptions without the instrument master (the simulator knows its own
     universe); feeds without it resolve through the instrument master."""
+    history: HistoryFetcher | None = None
+    """The provider's REST candle history (see :mod:`marketpulse.feeds.history`), for backfill
+    and gap repair; ``None`` when the provider has none."""
 
 
 class UnknownFeedError(ValueError):

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import msgspec
 
 from marketpulse.config import Settings
-from marketpulse.feeds.angelone import master, rest, wire
+from marketpulse.feeds.angelone import market_data, master, rest, wire
 from marketpulse.feeds.angelone.client import AngelOneAdapter
 from marketpulse.feeds.angelone.instruments import keys_for
 from marketpulse.feeds.base import FeedAdapter, FeedError
+from marketpulse.feeds.history import HistoryRequest
 from marketpulse.feeds.registry import FeedSpec, Resolver
-from marketpulse.model import Tick
+from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
 from marketpulse.subscriptions import TrackedSymbol
 
@@ -69,10 +74,30 @@ async def instruments(
     return parsed.records
 
 
+async def history(settings: Settings, request: HistoryRequest) -> AsyncIterator[list[Candle]]:
+    """``getCandleData`` in the windows each interval allows, one page per request."""
+    interval = market_data.Interval.parse(request.interval)
+    instrument = request.instrument
+    token = instrument.token.rpartition("|")[2]  # a qualified EXCHANGE|TOKEN key
+    # SmartAPI's windows are inclusive to the minute; ours end before ``end``.
+    last = request.end - timedelta(minutes=1)
+    async with rest.SmartApiClient.from_settings(settings) as client:
+        for window_start, window_end in market_data.plan_chunks(request.start, last, interval):
+            body = market_data.candle_body(
+                instrument.exchange, token, interval, window_start, window_end
+            )
+            data = await client.post(rest.CANDLE_PATH, body, family="history")
+            yield [
+                msgspec.structs.replace(candle, status="reconciled")
+                for candle in market_data.parse_candles(data, instrument.symbol, interval)
+            ]
+
+
 SPEC = FeedSpec(
     name="angelone",
     build=AngelOneAdapter.from_settings,
     startup=startup,
     decode=decode,
     instruments=instruments,
+    history=history,
 )

@@ -8,15 +8,19 @@ master that ``marketpulse instruments sync --provider kite`` fills.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, timedelta
+from typing import Final
 
 from marketpulse.config import Settings
 from marketpulse.feeds.base import FeedAdapter, FeedError
+from marketpulse.feeds.history import HistoryRequest, HistoryUnavailableError
 from marketpulse.feeds.kite.client import KiteAdapter
 from marketpulse.feeds.kite.instruments import parse_instruments
-from marketpulse.feeds.kite.rest import KiteRestClient
+from marketpulse.feeds.kite.rest import KiteRestClient, historical_chunks
 from marketpulse.feeds.kite.wire import decode_frame, segment_of
 from marketpulse.feeds.registry import FeedSpec, Resolver
-from marketpulse.model import Tick
+from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
 from marketpulse.subscriptions import TrackedSymbol
 
@@ -70,4 +74,35 @@ async def instruments(settings: Settings, progress: Progress | None) -> list[Ins
     return parsed.records
 
 
-SPEC = FeedSpec(name="kite", build=build, startup=startup, decode=decode, instruments=instruments)
+KITE_INTERVALS: Final = {"1m": "minute", "5m": "5minute", "15m": "15minute", "1h": "60minute",
+                         "1d": "day"}  # fmt: skip
+"""Canonical candle interval → Kite's name for it."""
+
+
+async def history(settings: Settings, request: HistoryRequest) -> AsyncIterator[list[Candle]]:
+    """Kite's historical candles (with OI), one page per request its span limits allow."""
+    token = request.instrument.token
+    if not token.isdigit():
+        raise HistoryUnavailableError(f"kite: {token!r} is not a Kite instrument token")
+    interval = KITE_INTERVALS[request.interval]
+    symbol = request.instrument.symbol
+    # Kite's ranges are inclusive to the second; ours end before ``end``.
+    last = request.end - timedelta(seconds=1)
+    async with KiteRestClient.from_settings(settings) as client:
+        for chunk_start, chunk_end in historical_chunks(request.start, last, interval):
+            rows = await client.historical(token, interval, chunk_start, chunk_end, oi=True)
+            yield [
+                Candle(symbol, request.interval, row.start.astimezone(UTC), row.open, row.high,
+                       row.low, row.close, row.volume, row.oi, status="reconciled")
+                for row in rows
+            ]  # fmt: skip
+
+
+SPEC = FeedSpec(
+    name="kite",
+    build=build,
+    startup=startup,
+    decode=decode,
+    instruments=instruments,
+    history=history,
+)
