@@ -469,12 +469,16 @@ def _register_logins() -> None:
     """Each broker's ``auth.login_cli`` becomes ``marketpulse login <broker>``."""
     import importlib
 
-    for broker in ("kite", "angelone"):
+    from marketpulse.feeds.registry import FEEDS
+
+    for broker in FEEDS:
         try:
             module = importlib.import_module(f"marketpulse.feeds.{broker}.auth")
         except ModuleNotFoundError:
             continue
-        login_app.command(broker)(module.login_cli)
+        login_cli = getattr(module, "login_cli", None)
+        if login_cli is not None:
+            login_app.command(broker)(login_cli)
 
 
 _register_logins()

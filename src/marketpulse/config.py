@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     angelone_scrip_master_url: str = (
         "https://margincalculator.angelbroking.com/OpenAPI_File/files/OpenAPIScripMaster.json"
     )
+    # dhan (feeds/dhan)
+    # fyers (feeds/fyers)
 
     # --- simulator
     sim_seed: int = 42
