@@ -21,7 +21,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from marketpulse.config import Settings
-from marketpulse.store.database import asyncpg_dsn, upgrade_sync
+from marketpulse.store.database import asyncpg_dsn, create_pool, upgrade_sync
+from marketpulse.store.ticks import prepare_connection
 
 pytest_plugins = ["tests.support.valkey"]
 
@@ -94,6 +95,14 @@ async def database_url(server_urls: tuple[str, str], template_database: str) -> 
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on the test's database, prepared like the store role's."""
+    pool = await create_pool(database_url, max_size=2, init=prepare_connection)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture

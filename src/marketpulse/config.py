@@ -120,6 +120,24 @@ class Settings(BaseSettings):
         60.0, gt=0, description="entries a dead store worker left pending this long are claimed"
     )
 
+    # --- candles and history
+    candles_enabled: bool = Field(True, description="build 1m/5m/15m/1h/1d candles from ticks")
+    candle_stream_maxlen: int = Field(
+        10_000, ge=100, description="approximate length of the live candle update stream"
+    )
+    candle_close_grace_seconds: float = Field(
+        2.0, ge=0, description="a candle closes this long after its bucket ends"
+    )
+    gap_repair_enabled: bool = Field(
+        True, description="backfill 1m candles over feed outages from the provider's history"
+    )
+    gap_min_seconds: float = Field(
+        5.0, ge=0, description="outages shorter than this are not recorded as gaps"
+    )
+    backfill_max_days: int = Field(
+        3660, ge=1, description="longest range one backfill request may ask for"
+    )
+
     # --- feeds
     feeds: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["sim"], description="comma-separated feeds to run"
@@ -151,6 +169,16 @@ class Settings(BaseSettings):
         "https://margincalculator.angelbroking.com/OpenAPI_File/files/OpenAPIScripMaster.json"
     )
     # dhan (feeds/dhan)
+    dhan_ws_url: str = "wss://api-feed.dhan.co"
+    dhan_depth_ws_url: str = "wss://depth-api-feed.dhan.co/twentydepth"
+    dhan_api_url: str = "https://api.dhan.co"
+    dhan_scrip_master_url: str = "https://images.dhan.co/api-data/api-scrip-master.csv"
+    dhan_depth_levels: Literal[5, 20] = Field(
+        5, description="20 = also stream NSE_EQ/NSE_FNO full-mode books from the 20-level socket"
+    )
+    dhan_ltt_offset_seconds: int = Field(
+        19_800, description="subtracted from Dhan's LTT (IST-as-UTC); 0 if it is true epoch"
+    )
     # fyers (feeds/fyers)
 
     # --- simulator
@@ -209,3 +237,13 @@ class Settings(BaseSettings):
     @property
     def subscriptions_key(self) -> str:
         return f"{self.redis_key_prefix}:subscriptions"
+
+    @property
+    def candle_stream_key(self) -> str:
+        """Live candle updates (fields ``k`` = channel ``candles:{interval}:{SYMBOL}``, ``t``)."""
+        return f"{self.redis_key_prefix}:candles"
+
+    @property
+    def gaps_key(self) -> str:
+        """Feed outages reported by ingest for the store role to record and repair."""
+        return f"{self.redis_key_prefix}:gaps"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date
 
 import asyncpg
 import pytest
 
-from marketpulse.store.database import create_pool
 from marketpulse.store.instruments import (
     InstrumentRecord,
     UnknownInstrumentError,
@@ -22,13 +20,6 @@ NIFTY = InstrumentRecord("NIFTY50.NSE_INDEX", "NSE_INDEX", "256265", "NIFTY 50",
                          instrument_type="INDEX")  # fmt: skip
 FUT = InstrumentRecord("NIFTY30DEC25FUT.NFO", "NFO", "13238786", "NIFTY25DECFUT",
                        instrument_type="FUT", lot_size=75, expiry=date(2025, 12, 30))  # fmt: skip
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=2)
-    yield pool
-    await pool.close()
 
 
 async def test_first_sync_adds_everything_and_a_resync_changes_nothing(pool: asyncpg.Pool) -> None:

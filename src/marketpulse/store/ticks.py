@@ -12,7 +12,8 @@ from typing import Any, Final
 
 import asyncpg
 
-from marketpulse.model import Tick
+from marketpulse.model import Candle, Tick
+from marketpulse.store.candles import MOVE_WITH_CANDLES, update_volumes
 from marketpulse.store.database import Connection
 
 COLUMNS: Final[tuple[str, ...]] = (
@@ -31,6 +32,7 @@ _MOVE: Final = (
     f"INSERT INTO ticks ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} "
     "ON CONFLICT DO NOTHING"
 )
+_MOVE_WITH_CANDLES: Final = MOVE_WITH_CANDLES.format(columns=_COLUMN_LIST, staging=_STAGING)
 
 Row = tuple[Any, ...]
 
@@ -75,3 +77,14 @@ async def copy_ticks(conn: Connection, rows: list[Row]) -> int:
         await conn.copy_records_to_table(_STAGING, records=rows, columns=COLUMNS)
         status = await conn.execute(_MOVE)
     return int(status.rsplit(" ", 1)[1])
+
+
+async def copy_ticks_with_candles(conn: Connection, rows: list[Row]) -> tuple[int, list[Candle]]:
+    """:func:`copy_ticks`, and the newly stored ticks merged into candles in the same
+    transaction; returns the count of new ticks and the candles they changed."""
+    async with conn.transaction():
+        await conn.copy_records_to_table(_STAGING, records=rows, columns=COLUMNS)
+        touched = await conn.fetchrow(_MOVE_WITH_CANDLES)
+        assert touched is not None
+        candles = await update_volumes(conn, touched)
+    return int(touched["stored"]), candles

@@ -21,11 +21,13 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from marketpulse.bus.candles import publish_candles
 from marketpulse.bus.firehose import TICK_FIELD, Entry, stream_entries
 from marketpulse.config import Settings
-from marketpulse.model import decode_tick
+from marketpulse.model import Candle, decode_tick
+from marketpulse.store.candles import close_due_candles
 from marketpulse.store.partitions import PartitionManager
-from marketpulse.store.ticks import Row, copy_ticks, row_days, tick_row
+from marketpulse.store.ticks import Row, copy_ticks, copy_ticks_with_candles, row_days, tick_row
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,9 @@ class TickStoreWorker:
         self._unacked: dict[str, list[bytes]] = {}
         self._stopping = asyncio.Event()
         self._last_claim = 0.0
+        self._last_close = 0.0
         self.stored = 0
+        self.candles_updated = 0
         self.duplicates = 0
         self.malformed = 0
         self.database_ok = True
@@ -110,7 +114,9 @@ class TickStoreWorker:
             if self._due():
                 await self._flush()
             await self._ack_pending()
+            await self._close_candles()
         await self._drain()
+        await self._close_candles(force=True)
 
     async def _drain(self, budget_seconds: float = 5.0) -> None:
         """On a graceful stop, store what is already in the firehose (for a bounded time)."""
@@ -190,11 +196,17 @@ class TickStoreWorker:
         if not batch.ids:
             return
         delay = 0.2
+        candles: list[Candle] = []
         while True:
             try:
                 async with self._pool.acquire() as conn:
                     await self._partitions.ensure(conn, row_days(batch.rows))
-                    new = await copy_ticks(conn, batch.rows) if batch.rows else 0
+                    if not batch.rows:
+                        new = 0
+                    elif self._settings.candles_enabled:
+                        new, candles = await copy_ticks_with_candles(conn, batch.rows)
+                    else:
+                        new = await copy_ticks(conn, batch.rows)
                 break
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
                 if self.database_ok:
@@ -223,10 +235,26 @@ class TickStoreWorker:
         for stream, ids in batch.ids.items():
             self._unacked.setdefault(stream, []).extend(ids)
         self._batch = _Batch()
+        self.candles_updated += len(candles)
         try:
             await self._redis.hincrby(self._settings.stats_key, "stored", new)
+            await publish_candles(self._redis, self._settings, candles)
         except (RedisError, OSError) as exc:
             await self._redis_failed(exc)
+
+    async def _close_candles(self, force: bool = False) -> None:
+        """Close ended candles about once a second (and on stop)."""
+        if not self._settings.candles_enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_close < 1.0:
+            return
+        self._last_close = now
+        try:
+            async with self._pool.acquire() as conn:
+                await close_due_candles(conn, self._settings.candle_close_grace_seconds)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            log.debug("closing candles failed (retried next round): %s", exc)
 
     async def _ack_pending(self) -> None:
         if not self._unacked:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from marketpulse.feeds.kite.feed import SPEC, KiteSetupError
 from marketpulse.feeds.kite.wire import encode_frame
 from marketpulse.feeds.registry import feed_spec
 from marketpulse.model import Tick
-from marketpulse.store.database import create_pool
 from marketpulse.store.instruments import resolve_instruments, sync_instruments
 from marketpulse.subscriptions import TrackedSymbol
 from tests.integration.kite.helpers import (
@@ -31,13 +29,6 @@ from tests.integration.kite.helpers import (
     save_session,
 )
 from tests.support.service import running_service
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=2)
-    yield pool
-    await pool.close()
 
 
 async def cli(*args: str, env: dict[str, str | None]) -> Result:
