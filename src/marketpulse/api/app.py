@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from marketpulse import __version__
 from marketpulse.api.errors import install_error_handlers
 from marketpulse.api.hub import Hub
-from marketpulse.api.routes import health, market, subscriptions, ws
+from marketpulse.api.routes import health, history, market, subscriptions, ws
 from marketpulse.api.stats import StatsSampler
 from marketpulse.bus.connection import create_redis
 from marketpulse.config import Settings
@@ -78,6 +78,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(market.router)
+    app.include_router(history.router)
     app.include_router(subscriptions.router)
     app.include_router(ws.router)
 

@@ -100,7 +100,8 @@ class Hub:
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self._redis = redis
         self._settings = settings
-        self._streams = settings.firehose_keys
+        # Ticks and the store role's live candle updates share the entry format.
+        self._streams = [*settings.firehose_keys, settings.candle_stream_key]
         self.clients: set[Client] = set()
         self._channels: dict[str, set[Client]] = {}
         self._has_subscribers = asyncio.Event()

@@ -18,7 +18,9 @@ from redis.exceptions import RedisError
 
 from marketpulse.api.deps import HubDep, RedisDep, SettingsDep
 from marketpulse.api.hub import CLOSE_TOO_SLOW, Client, Hub
+from marketpulse.bus.candles import candle_channel, parse_candle_channel
 from marketpulse.config import Settings
+from marketpulse.feeds.history import parse_interval
 from marketpulse.model import SymbolError, normalize_symbol
 from marketpulse.subscriptions import is_tracked
 
@@ -96,14 +98,14 @@ async def _read_loop(
                 client.tell(_error(f"{kind} needs a channel, e.g. RELIANCE.NSE"))
                 continue
             try:
-                channel = normalize_symbol(message.channel)
-            except SymbolError as exc:
+                channel, symbol = channel_of(message.channel)
+            except (SymbolError, ValueError) as exc:
                 client.tell(_error(str(exc), 422, channel=message.channel))
                 continue
             if kind == "subscribe":
                 hub.subscribe(client, channel)
                 try:
-                    tracked = await is_tracked(redis, settings, channel)
+                    tracked = await is_tracked(redis, settings, symbol)
                 except (RedisError, OSError):
                     tracked = None
                 client.tell(_info(f"subscribed to {channel}", channel=channel, tracked=tracked))
@@ -112,3 +114,15 @@ async def _read_loop(
                 client.tell(_info(f"unsubscribed from {channel}", channel=channel))
     except WebSocketDisconnect:
         return
+
+
+def channel_of(text: str) -> tuple[str, str]:
+    """A requested channel in canonical form, and its symbol: ``RELIANCE.NSE`` (ticks) or
+    ``candles:{interval}:{SYMBOL}`` (live candle updates)."""
+    candle = parse_candle_channel(text.strip())
+    if candle is None:
+        symbol = normalize_symbol(text)
+        return symbol, symbol
+    interval, raw_symbol = candle
+    symbol = normalize_symbol(raw_symbol)
+    return candle_channel(parse_interval(interval), symbol), symbol
