@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -411,6 +412,82 @@ def emulate_command(
         asyncio.run(run())
     except OSError as exc:
         raise _fail(str(exc)) from exc
+
+
+def _parse_moment(text: str, option: str) -> datetime:
+    """``2026-03-02`` (midnight IST) or an ISO time (no offset = IST): Indian users think in
+    IST, and a bare date means the whole trading day."""
+    from datetime import timedelta, timezone
+
+    ist = timezone(timedelta(hours=5, minutes=30), "IST")
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise _fail(f"{option} {text!r} is not a date (2026-03-02) or ISO time") from None
+    return moment.replace(tzinfo=ist) if moment.tzinfo is None else moment
+
+
+@app.command("backfill")
+def backfill_command(
+    symbols: Annotated[str, typer.Option(help="comma-separated symbols, e.g. RELIANCE.NSE")],
+    provider: Annotated[str, typer.Option(help="feed whose REST history to use, e.g. kite")],
+    start: Annotated[str, typer.Option("--from", help="range start: date or ISO time (IST)")],
+    end: Annotated[str, typer.Option("--to", help="range end, exclusive: date or ISO time")],
+    interval: Annotated[str, typer.Option(help="1m, 5m, 15m, 1h or 1d")] = "1m",
+) -> None:
+    """Fetch candles from a provider's REST history into the database (status ``reconciled``),
+    with a progress bar; a 1m backfill also rebuilds the higher intervals it covers."""
+    from rich.progress import Progress as RichProgress
+
+    from marketpulse.store.backfill import (
+        BackfillError,
+        BackfillPlan,
+        BackfillState,
+        create_job,
+        resolve_targets,
+        run_backfill,
+    )
+    from marketpulse.store.database import create_pool, upgrade
+
+    names = tuple(dict.fromkeys(s.strip() for s in symbols.split(",") if s.strip()))
+    plan = BackfillPlan(provider, names, interval.strip(), _parse_moment(start, "--from"),
+                        _parse_moment(end, "--to"))  # fmt: skip
+    settings = _settings()
+    try:
+        plan.validate(settings)
+    except BackfillError as exc:
+        raise _fail(str(exc)) from exc
+
+    def action(url: str) -> None:
+        async def run() -> BackfillState:
+            await upgrade(url)
+            pool = await create_pool(url, max_size=2)
+            try:
+                targets = await resolve_targets(pool, plan.provider, plan.symbols)
+                state = await create_job(pool, plan)
+                with RichProgress(console=console, transient=True) as bar:
+                    task = bar.add_task(f"backfilling {len(targets)} symbols", total=1.0)
+
+                    def show(progress: BackfillState) -> None:
+                        bar.update(task, completed=progress.progress,
+                                   description=f"{progress.candles} candles")  # fmt: skip
+
+                    return await run_backfill(pool, settings, state, show, targets)
+            finally:
+                await pool.close()
+
+        state = asyncio.run(run())
+        console.print(
+            f"backfill {state.id}: {state.status}, {state.candles} candles "
+            f"({state.requests} requests)",
+            highlight=False,
+        )
+        for error in state.errors:
+            console.print(f"  error: {error}", highlight=False)
+        if state.status == "failed":
+            raise typer.Exit(1)
+
+    _with_database(action, settings)
 
 
 @instruments_app.command("sync")

@@ -15,10 +15,11 @@ from fastapi import FastAPI
 from marketpulse import __version__
 from marketpulse.api.errors import install_error_handlers
 from marketpulse.api.hub import Hub
-from marketpulse.api.routes import health, history, market, subscriptions, ws
+from marketpulse.api.routes import backfill, health, history, market, subscriptions, ws
 from marketpulse.api.stats import StatsSampler
 from marketpulse.bus.connection import create_redis
 from marketpulse.config import Settings
+from marketpulse.store.backfill import BackfillJobs
 from marketpulse.store.database import create_pool
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def create_app(
             app.state.pool = own_pool
             app.state.hub = hub
             app.state.sampler = sampler
+            app.state.backfills = backfills = BackfillJobs(own_pool, settings)
             tasks = [
                 asyncio.create_task(hub.run(), name="api:hub"),
                 asyncio.create_task(hub.watchdog(), name="api:hub-watchdog"),
@@ -61,6 +63,7 @@ def create_app(
             try:
                 yield
             finally:
+                await backfills.stop()
                 for task in tasks:
                     task.cancel()
                 # Bounded: a task stuck in a Redis read must not keep the process alive.
@@ -79,6 +82,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(market.router)
     app.include_router(history.router)
+    app.include_router(backfill.router)
     app.include_router(subscriptions.router)
     app.include_router(ws.router)
 

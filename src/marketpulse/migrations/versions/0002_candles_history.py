@@ -91,8 +91,8 @@ def upgrade() -> None:
             range_end   timestamptz NOT NULL,
             status      text NOT NULL DEFAULT 'queued'
                         CHECK (status IN ('queued', 'running', 'done', 'failed')),
-            requests_done  integer NOT NULL DEFAULT 0,
-            requests_total integer NOT NULL DEFAULT 0,
+            progress    double precision NOT NULL DEFAULT 0,
+            requests    integer NOT NULL DEFAULT 0,
             candles     bigint NOT NULL DEFAULT 0,
             errors      text[] NOT NULL DEFAULT '{}',
             created_at  timestamptz NOT NULL DEFAULT now(),
