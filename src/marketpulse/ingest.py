@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -26,10 +28,17 @@ from marketpulse.bus.control import (
     record_result,
     wanted,
 )
+from marketpulse.bus.gaps import OUTAGE_FIELD, OutageReport
 from marketpulse.bus.publisher import TickPublisher
 from marketpulse.bus.status import FeedReport, write_reports
 from marketpulse.config import Settings
-from marketpulse.feeds.base import ConnectionState, FeedAdapter, FeedSupervisor, ReconnectPolicy
+from marketpulse.feeds.base import (
+    ConnectionState,
+    FeedAdapter,
+    FeedOutage,
+    FeedSupervisor,
+    ReconnectPolicy,
+)
 from marketpulse.feeds.registry import build_feed, feed_spec
 from marketpulse.model import Mode, Tick
 from marketpulse.store.instruments import resolve_instruments
@@ -60,6 +69,7 @@ class IngestService:
         self.feeds: dict[str, FeedRun] = {}
         self._host = socket.gethostname()
         self._control_after: str | None = None
+        self._outage_tasks: set[asyncio.Task[None]] = set()
 
     def _policy(self) -> ReconnectPolicy:
         s = self._settings
@@ -81,11 +91,32 @@ class IngestService:
                     tick.symbol = symbol_of.get(tick.token)
             await publish(batch)
 
-        supervisor = FeedSupervisor(adapter, sink, self._policy())
+        def outage(event: FeedOutage) -> None:
+            symbols = sorted({symbol_of.get(t, f"{adapter.name}:{t}") for t in event.tokens})
+            task = asyncio.create_task(self._report_outage(event, symbols))
+            self._outage_tasks.add(task)
+            task.add_done_callback(self._outage_tasks.discard)
+
+        supervisor = FeedSupervisor(adapter, sink, self._policy(), on_outage=outage)
         run = FeedRun(supervisor, {}, symbol_of)
         self.feeds[adapter.name] = run
         self._track(run, tracked)
         return supervisor
+
+    async def _report_outage(self, event: FeedOutage, symbols: list[str]) -> None:
+        """Hand the outage to the store role (``{prefix}:gaps``), which records it per symbol
+        and repairs it from the provider's history."""
+        if event.end - event.start < self._settings.gap_min_seconds or not symbols:
+            return
+        body = msgspec.json.encode(OutageReport(event.feed, symbols, event.start, event.end,
+                                                event.reason))  # fmt: skip
+        try:
+            add = functools.partial(self._redis.xadd, self._settings.gaps_key, {OUTAGE_FIELD: body},
+                                    maxlen=10_000, approximate=True)  # fmt: skip
+            await self._retry(add)
+        except Exception as exc:
+            log.error("could not record a %s outage of %d symbols: %s", event.feed, len(symbols),
+                      exc)  # fmt: skip
 
     def _track(self, run: FeedRun, tracked: list[TrackedSymbol]) -> None:
         for item in tracked:

@@ -21,6 +21,7 @@ from marketpulse.config import Settings
 from marketpulse.httpserver import QuietServer, listen, make_server, start
 from marketpulse.ingest import IngestService
 from marketpulse.store.database import create_pool, upgrade
+from marketpulse.store.gaps import GapRepairer
 from marketpulse.store.ticks import prepare_connection
 from marketpulse.store.worker import TickStoreWorker
 
@@ -74,6 +75,7 @@ async def serve(
     store: TickStoreWorker | None = None
     server: QuietServer | None = None
     tasks: dict[Role, asyncio.Task[None]] = {}
+    repairer: asyncio.Task[None] | None = None
     try:
         await upgrade(settings.database_url)
         pool = await create_pool(settings.database_url, max_size=8, init=prepare_connection)
@@ -81,6 +83,9 @@ async def serve(
             assert pool is not None
             store = TickStoreWorker(redis, pool, settings)
             tasks[Role.STORE] = asyncio.create_task(store.run(), name="role:store")
+            repairer = asyncio.create_task(
+                GapRepairer(redis, pool, settings).run(), name="store:gaps"
+            )
         if Role.INGEST in roles:
             ingest = IngestService(redis, settings, pool)
             await ingest.add_configured_feeds()
@@ -102,6 +107,9 @@ async def serve(
             if task is not stopper and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
+        if repairer is not None:
+            repairer.cancel()
+            await asyncio.gather(repairer, return_exceptions=True)
         await _shutdown(tasks, store, server)
         if pool is not None:
             await pool.close()

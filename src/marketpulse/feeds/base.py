@@ -151,12 +151,29 @@ class ConnectionStatus:
     last_disconnect: str | None = None  # why the previous connection ended; kept after reconnect
 
 
+@dataclass(frozen=True, slots=True)
+class FeedOutage:
+    """A connection that stopped delivering: from its last data to the first data after the
+    reconnect (wall clock, epoch seconds), for the instruments it carried."""
+
+    feed: str
+    tokens: tuple[str, ...]
+    start: float
+    end: float
+    reason: str
+
+
+OutageSink = Callable[[FeedOutage], None]
+
+
 @dataclass(slots=True)
 class _Slot:
     status: ConnectionStatus
     subscriptions: dict[str, Mode] = field(default_factory=dict)
     connection: FeedConnection | None = None
     task: asyncio.Task[None] | None = None
+    last_data_at: float | None = None  # wall clock of the last batch
+    outage: tuple[float, str] | None = None  # (start, reason) while reconnecting
 
 
 class FeedSupervisor:
@@ -176,8 +193,10 @@ class FeedSupervisor:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        on_outage: OutageSink | None = None,
     ) -> None:
         self.adapter = adapter
+        self._on_outage = on_outage
         self.policy = policy or ReconnectPolicy()
         self._sink = sink
         self._rng = rng or random.Random()
@@ -358,7 +377,10 @@ class FeedSupervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                attempt = await self._backoff(status, attempt, str(exc) or repr(exc))
+                reason = str(exc) or repr(exc)
+                if slot.outage is None and slot.last_data_at is not None:
+                    slot.outage = (slot.last_data_at, reason)
+                attempt = await self._backoff(status, attempt, reason)
             finally:
                 slot.connection = None
                 await _close_quietly(connection)
@@ -391,6 +413,9 @@ class FeedSupervisor:
             if batch:
                 last_data = now
                 status.last_tick_at = now
+                slot.last_data_at = now
+                if slot.outage is not None:
+                    self._report_outage(slot, now)
                 self.ticks_received += len(batch)
                 await self._sink(batch)
             elif (
@@ -402,6 +427,15 @@ class FeedSupervisor:
                     f"no ticks for {policy.stall_timeout:.1f}s while the market is open "
                     "(data stall)"
                 )
+
+    def _report_outage(self, slot: _Slot, now: float) -> None:
+        assert slot.outage is not None
+        start, reason = slot.outage
+        slot.outage = None
+        if self._on_outage is not None:
+            self._on_outage(
+                FeedOutage(self.adapter.name, tuple(slot.subscriptions), start, now, reason)
+            )
 
     async def _backoff(self, status: ConnectionStatus, attempt: int, reason: str) -> int:
         status.state = ConnectionState.BACKOFF

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from marketpulse.api.deps import HubDep, PoolDep, RedisDep, SamplerDep, SettingsDep
 from marketpulse.bus.status import STALE_AFTER_SECONDS, FeedReport, read_reports
+from marketpulse.store.gaps import gap_summary
 
 router = APIRouter(tags=["health"])
 
@@ -110,7 +112,7 @@ async def _store_backlog(redis: Any, streams: list[str], group: str) -> dict[str
 
 @router.get("/stats", summary="Tick counters and rates")
 async def stats(
-    redis: RedisDep, settings: SettingsDep, sampler: SamplerDep, hub: HubDep
+    redis: RedisDep, settings: SettingsDep, sampler: SamplerDep, hub: HubDep, pool: PoolDep
 ) -> dict[str, Any]:
     """Cumulative counters (received, published, stored) across every process, rates over the
     last ten seconds, and per-feed detail."""
@@ -123,6 +125,10 @@ async def stats(
 
         raise HTTPException(503, f"Redis unavailable: {exc}") from exc
     last_tick = max((r.last_tick_at for r in reports if r.last_tick_at), default=None)
+    try:
+        gaps: dict[str, int] | None = await gap_summary(pool)
+    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+        gaps = None  # the database is down: /health says so; the counters above still hold
     return {
         "ticks": {
             "received": counters.get("received", 0),
@@ -142,4 +148,5 @@ async def stats(
             "delivered": hub.delivered,
             "disconnected_slow": hub.disconnected_slow,
         },
+        "gaps": gaps,
     }

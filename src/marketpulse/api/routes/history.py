@@ -8,7 +8,7 @@ unknown symbol a 404, and a database outage a 503.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Query
@@ -165,3 +165,25 @@ async def daily(
     except _DB_ERRORS as exc:
         raise _db_down(exc) from exc
     return {"symbol": name, "count": len(rows), "data": rows}
+
+
+@router.get("/api/gaps", summary="Feed outages per symbol and their repair")
+async def gaps(
+    pool: PoolDep,
+    status: Annotated[
+        Literal["open", "repaired", "unrepairable"] | None, Query(description="only this status")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+) -> dict[str, Any]:
+    """Newest first: the window, why the feed dropped, the cumulative volume that traded
+    meanwhile (``volume_jump``), and whether the 1m candles were refilled from the provider."""
+    try:
+        rows = await pool.fetch(
+            "SELECT id, feed, symbol, gap_start, gap_end, reason, status, volume_jump, candles, "
+            "detail, detected_at, repaired_at FROM feed_gaps "
+            "WHERE $1::text IS NULL OR status = $1 ORDER BY gap_start DESC, symbol LIMIT $2",
+            status, limit,
+        )  # fmt: skip
+    except _DB_ERRORS as exc:
+        raise _db_down(exc) from exc
+    return {"count": len(rows), "gaps": [dict(r) for r in rows]}
