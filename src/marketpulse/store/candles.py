@@ -44,21 +44,10 @@ WITH moved AS (
     ON CONFLICT DO NOTHING
     RETURNING time, ts_recv, symbol, exchange, ltp, volume, oi
 ),
-priced AS (
-    SELECT m.*, coalesce(e.timezone, 'UTC') AS tz,
-           coalesce(e.session_open, time '00:00') AS open_at
-    FROM moved m LEFT JOIN exchanges e ON e.code = m.exchange
-    WHERE m.ltp > 0
-),
-bucketed AS (
-    SELECT p.*, steps.name AS interval,
-           mp_bucket_start(p.time, steps.step, p.tz, p.open_at) AS start,
-           (p.time AT TIME ZONE p.tz)::date AS trading_day
-    FROM priced p CROSS JOIN {STEPS_SQL}
-),
-partial AS (
-    SELECT symbol, interval, start,
-           min(trading_day) AS trading_day, min(exchange) AS exchange,
+minutes AS (
+    -- Sessions open on a whole minute, so the 1m bucket is the clock minute: no time-zone
+    -- work per tick. Coarser buckets are built from these per-minute partials.
+    SELECT symbol, min(exchange) AS exchange, date_trunc('minute', time) AS start,
            (array_agg(ltp ORDER BY time, ts_recv))[1] AS open,
            max(ltp) AS high, min(ltp) AS low,
            (array_agg(ltp ORDER BY time DESC, ts_recv DESC))[1] AS close,
@@ -66,9 +55,33 @@ partial AS (
                AS oi,
            count(*) AS ticks, min(time) AS first_at, max(time) AS last_at,
            min(volume) FILTER (WHERE volume > 0) AS cum_low,
-           max(volume) FILTER (WHERE volume > 0) AS cum_high,
-           bool_or(start <= (trading_day + open_at) AT TIME ZONE tz) AS session_first
-    FROM bucketed GROUP BY symbol, interval, start
+           max(volume) FILTER (WHERE volume > 0) AS cum_high
+    FROM moved WHERE ltp > 0
+    GROUP BY symbol, date_trunc('minute', time)
+),
+sessions AS (
+    SELECT m.*, coalesce(e.timezone, 'UTC') AS tz,
+           coalesce(e.session_open, time '00:00') AS open_at
+    FROM minutes m LEFT JOIN exchanges e ON e.code = m.exchange
+),
+bucketed AS (
+    SELECT s.*, steps.name AS interval,
+           CASE WHEN steps.name = '1m' THEN s.start
+                ELSE mp_bucket_start(s.start, steps.step, s.tz, s.open_at) END AS bucket,
+           (s.start AT TIME ZONE s.tz)::date AS trading_day
+    FROM sessions s CROSS JOIN {STEPS_SQL}
+),
+partial AS (
+    SELECT symbol, interval, bucket AS start,
+           min(trading_day) AS trading_day, min(exchange) AS exchange,
+           (array_agg(open ORDER BY first_at))[1] AS open,
+           max(high) AS high, min(low) AS low,
+           (array_agg(close ORDER BY last_at DESC))[1] AS close,
+           (array_agg(oi ORDER BY last_at DESC) FILTER (WHERE oi IS NOT NULL))[1] AS oi,
+           sum(ticks) AS ticks, min(first_at) AS first_at, max(last_at) AS last_at,
+           min(cum_low) AS cum_low, max(cum_high) AS cum_high,
+           bool_or(bucket <= (trading_day + open_at) AT TIME ZONE tz) AS session_first
+    FROM bucketed GROUP BY symbol, interval, bucket
 ),
 merged AS (
     INSERT INTO candles AS c (symbol, interval, start, trading_day, exchange, open, high, low,
