@@ -180,6 +180,29 @@ class Settings(BaseSettings):
         19_800, description="subtracted from Dhan's LTT (IST-as-UTC); 0 if it is true epoch"
     )
     # fyers (feeds/fyers)
+    fyers_ws_url: str = "wss://socket.fyers.in/hsm/v1-5/prod"
+    fyers_api_url: str = Field(
+        "https://api-t1.fyers.in", description="base of /api/v3 (login) and /data (REST)"
+    )
+    fyers_public_url: str = Field(
+        "https://public.fyers.in", description="base of /sym_details (symbol masters)"
+    )
+    fyers_master_files: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["NSE_CM", "NSE_FO", "BSE_CM", "BSE_FO", "MCX_COM", "NSE_CD"],
+        description="symbol-master CSVs that `instruments sync --provider fyers` loads",
+    )
+    fyers_redirect_uri: str = "https://127.0.0.1/fyers"
+    fyers_lite_mode: bool = Field(False, description="stream LTP only (the socket's lite mode)")
+    fyers_max_symbols: int = Field(5000, ge=1, description="symbols per connection (API key)")
+    fyers_max_connections: int = Field(1, ge=1, description="data sockets per API key")
+    fyers_ping_interval_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("fyers_master_files", mode="before")
+    @classmethod
+    def _split_fyers_files(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     # --- simulator
     sim_seed: int = 42

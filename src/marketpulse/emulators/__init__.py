@@ -9,4 +9,6 @@ from __future__ import annotations
 EMULATORS: dict[str, str] = {
     "kite": "marketpulse.emulators.kite",
     "angelone": "marketpulse.emulators.angelone",
+    "fyers": "marketpulse.emulators.fyers",
+    "dhan": "marketpulse.emulators.dhan",
 }

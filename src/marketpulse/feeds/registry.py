@@ -55,6 +55,8 @@ FEEDS: dict[str, str] = {
     "sim": "marketpulse.feeds.simulator.feed",
     "kite": "marketpulse.feeds.kite.feed",
     "angelone": "marketpulse.feeds.angelone.feed",
+    "fyers": "marketpulse.feeds.fyers.feed",
+    "dhan": "marketpulse.feeds.dhan.feed",
 }
 
 
