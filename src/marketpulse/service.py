@@ -75,6 +75,7 @@ async def serve(
     store: TickStoreWorker | None = None
     server: QuietServer | None = None
     tasks: dict[Role, asyncio.Task[None]] = {}
+    gaps: GapRepairer | None = None
     repairer: asyncio.Task[None] | None = None
     try:
         await upgrade(settings.database_url)
@@ -83,9 +84,8 @@ async def serve(
             assert pool is not None
             store = TickStoreWorker(redis, pool, settings)
             tasks[Role.STORE] = asyncio.create_task(store.run(), name="role:store")
-            repairer = asyncio.create_task(
-                GapRepairer(redis, pool, settings).run(), name="store:gaps"
-            )
+            gaps = GapRepairer(redis, pool, settings)
+            repairer = asyncio.create_task(gaps.run(), name="store:gaps")
         if Role.INGEST in roles:
             ingest = IngestService(redis, settings, pool)
             await ingest.add_configured_feeds()
@@ -107,10 +107,12 @@ async def serve(
             if task is not stopper and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
-        if repairer is not None:
-            repairer.cancel()
-            await asyncio.gather(repairer, return_exceptions=True)
         await _shutdown(tasks, store, server)
+        if gaps is not None and repairer is not None:
+            gaps.stop()
+            _, stuck = await asyncio.wait({repairer}, timeout=5)
+            if stuck:
+                repairer.cancel()
         if pool is not None:
             await pool.close()
         await redis.aclose()

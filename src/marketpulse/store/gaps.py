@@ -12,6 +12,7 @@ rebuilds the higher intervals they belong to. A gap the provider cannot fill is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -63,13 +64,20 @@ class GapRepairer:
         self._consumer = settings.consumer_name
         self.recorded = 0
         self.repaired = 0
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Return from :meth:`run` after the current read (a blocked Redis read is not
+        cancelled: redis-py can hang on a cancelled blocking command)."""
+        self._stopping.set()
 
     async def run(self) -> None:
-        """Handle outages until cancelled; an entry is acknowledged once its gaps are final."""
+        """Handle outages until :meth:`stop`; an entry is acknowledged once its gaps are final
+        (an outage interrupted by the stop stays pending and is handled after a restart)."""
         key = self._settings.gaps_key
         delay = 0.5
         start_id = "0"  # our own pending entries first (a restart mid-repair), then new ones
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._ensure_group()
                 reply = await self._redis.xreadgroup(
@@ -86,6 +94,8 @@ class GapRepairer:
                 start_id = ">"
                 continue
             for entry_id, fields in entries:
+                if self._stopping.is_set():
+                    return
                 raw = fields.get(OUTAGE_FIELD) if fields else None
                 if raw is not None:
                     try:
@@ -144,7 +154,10 @@ class GapRepairer:
         # The provider only has a minute once it has ended.
         wait = (last - datetime.now(UTC)).total_seconds() + 2.0
         if wait > 0:
-            await asyncio.sleep(wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
+            if self._stopping.is_set():
+                return "open", "the store stopped before the provider had the window", 0
         try:
             targets = await resolve_instruments(self._pool, report.feed, report.symbols)
         except UnknownInstrumentError as exc:
