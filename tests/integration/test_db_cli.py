@@ -44,7 +44,7 @@ async def test_db_upgrade_creates_the_schema_and_is_idempotent(
         result = await invoke("db", "upgrade")
         assert result.exit_code == 0, result.output
         assert "migrated to head" in result.output
-    assert "revision: 0001" in (await invoke("db", "current")).output
+    assert "revision: 0002" in (await invoke("db", "current")).output
     conn = await asyncpg.connect(asyncpg_dsn(empty_database))
     codes = {r["code"] for r in await conn.fetch("SELECT code FROM exchanges")}
     await conn.close()
