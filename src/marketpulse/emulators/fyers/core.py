@@ -25,9 +25,10 @@ from typing import Final
 import msgspec
 
 from marketpulse.emulators.fyers.listing import FyersListing, Listing
+from marketpulse.emulators.market_loop import run_market
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.fyers import wire
-from marketpulse.feeds.simulator import SimulatedMarket, default_universe, session_open
+from marketpulse.feeds.simulator import SimulatedMarket, default_universe
 from marketpulse.feeds.simulator.trading_calendar import ist_date
 from marketpulse.model import Mode, Tick
 
@@ -421,44 +422,13 @@ class FyersEmulator:
 
     async def run(self) -> None:
         """Generate the market, and apply the scheduled faults, until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            if self.options.ticks_per_second > 0:
-                group.create_task(self._stream())
-            faults = self.faults.faults
-            if faults.drop_every:
-                group.create_task(self._drop_every(faults.drop_every))
-            if faults.expire_token_after is not None:
-                group.create_task(self._expire(faults.expire_token_after))
+        await run_market(
+            self.options, self.faults, slice_seconds=self.slice_seconds,
+            emit=lambda count, ts: self._fan_out(self._remember(self.market.generate(count, ts))),
+            drop_all=lambda: self.drop_all(1011, "scheduled drop (drop_every)"),
+            expire=self._token_expired,
+        )  # fmt: skip
 
-    async def _stream(self) -> None:
-        rate = self.options.ticks_per_second
-        clock = self.options.clock
-        max_batch = max(1, int(rate))
-        origin: float | None = None
-        emitted = 0
-        while True:
-            await asyncio.sleep(self.slice_seconds)
-            if not (self.options.always_open or session_open(clock())):
-                origin = None
-                continue
-            now = time.monotonic()
-            if origin is None:
-                origin, emitted = now, 0
-            due = int((now - origin) * rate) - emitted
-            if due > max_batch:
-                emitted += due - max_batch
-                due = max_batch
-            if due <= 0:
-                continue
-            emitted += due
-            self._fan_out(self._remember(self.market.generate(due, int(clock() * 1e9))))
-
-    async def _drop_every(self, seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            self.drop_all(1011, "scheduled drop (drop_every)")
-
-    async def _expire(self, after: float) -> None:
-        await asyncio.sleep(max(0.0, after - (self.faults.now() - self.faults.started)))
+    def _token_expired(self) -> None:
         log.info("fyers emulator: the access token expired; closing every data socket")
         self.drop_all(1008, "access token expired")

@@ -23,6 +23,7 @@ from typing import Final
 import msgspec
 
 from marketpulse.emulators.kite.listing import KiteListing
+from marketpulse.emulators.market_loop import run_market
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.kite.wire import (
     HEARTBEAT,
@@ -33,7 +34,7 @@ from marketpulse.feeds.kite.wire import (
     encode_frame,
     encode_text,
 )
-from marketpulse.feeds.simulator import SimulatedMarket, default_universe, session_open
+from marketpulse.feeds.simulator import SimulatedMarket, default_universe
 from marketpulse.feeds.simulator.trading_calendar import ist_date
 from marketpulse.model import Mode, Tick
 
@@ -285,46 +286,13 @@ class KiteEmulator:
 
     async def run(self) -> None:
         """Generate the market, and apply the scheduled faults, until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            if self.options.ticks_per_second > 0:
-                group.create_task(self._stream())
-            faults = self.faults.faults
-            if faults.drop_every:
-                group.create_task(self._drop_every(faults.drop_every))
-            if faults.expire_token_after is not None:
-                group.create_task(self._expire(faults.expire_token_after))
+        await run_market(
+            self.options, self.faults, slice_seconds=self.slice_seconds,
+            emit=lambda count, ts: self._fan_out(self._remember(self.market.generate(count, ts))),
+            drop_all=lambda: self.drop_all(1011, "scheduled drop (drop_every)"),
+            expire=self._token_expired,
+        )  # fmt: skip
 
-    async def _stream(self) -> None:
-        rate = self.options.ticks_per_second
-        clock = self.options.clock
-        max_batch = max(1, int(rate))  # after a stall, at most a second's worth at once
-        origin: float | None = None
-        emitted = 0
-        while True:
-            await asyncio.sleep(self.slice_seconds)
-            if not (self.options.always_open or session_open(clock())):
-                origin = None
-                continue
-            now = time.monotonic()
-            if origin is None:
-                origin, emitted = now, 0
-            due = int((now - origin) * rate) - emitted
-            if due > max_batch:
-                emitted += due - max_batch
-                due = max_batch
-            if due <= 0:
-                continue
-            emitted += due
-            self._fan_out(self._remember(self.market.generate(due, int(clock() * 1e9))))
-
-    async def _drop_every(self, seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            if self.connections:
-                log.info("kite emulator: dropping %d connection(s)", len(self.connections))
-            self.drop_all(1011, "scheduled drop (drop_every)")
-
-    async def _expire(self, after: float) -> None:
-        await asyncio.sleep(max(0.0, after - (self.faults.now() - self.faults.started)))
+    def _token_expired(self) -> None:
         log.info("kite emulator: the access token expired; closing every ticker connection")
         self.drop_all(1008, "access token expired")
