@@ -22,6 +22,14 @@ ConnectionInit = Callable[[asyncpg.Connection], Awaitable[None]]
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    OSError,
+    asyncpg.InterfaceError,
+)
+"""What a database outage looks like to asyncpg callers: catch these, report, keep running."""
+
+
 class DatabaseError(RuntimeError):
     """The database cannot be reached or migrated; the message says which and why."""
 

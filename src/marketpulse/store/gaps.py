@@ -29,6 +29,7 @@ from marketpulse.feeds.base import FeedError
 from marketpulse.feeds.history import HistoryRequest
 from marketpulse.feeds.registry import UnknownFeedError, feed_spec
 from marketpulse.store.backfill import roll_up, store_history
+from marketpulse.store.database import DATABASE_ERRORS
 from marketpulse.store.instruments import UnknownInstrumentError, resolve_instruments
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class GapRepairer:
                         await self.handle(_decoder.decode(raw))
                     except msgspec.DecodeError as exc:
                         log.error("unreadable outage report %s skipped: %s", entry_id, exc)
-                    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                    except DATABASE_ERRORS as exc:
                         log.warning("gap repair waits for the database: %s", exc)
                         await asyncio.sleep(delay)
                         break  # not acknowledged: read again

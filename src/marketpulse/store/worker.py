@@ -26,6 +26,7 @@ from marketpulse.bus.firehose import TICK_FIELD, Entry, stream_entries
 from marketpulse.config import Settings
 from marketpulse.model import Candle, decode_tick
 from marketpulse.store.candles import close_due_candles
+from marketpulse.store.database import DATABASE_ERRORS
 from marketpulse.store.partitions import PartitionManager
 from marketpulse.store.ticks import Row, copy_ticks, copy_ticks_with_candles, row_days, tick_row
 
@@ -182,7 +183,7 @@ class TickStoreWorker:
         try:
             async with self._pool.acquire() as conn:
                 dropped = await self._partitions.drop_expired(conn)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("tick retention check failed (will retry): %s", exc)
             self._retention_checked = now - 3600 + 60
             return
@@ -208,7 +209,7 @@ class TickStoreWorker:
                     else:
                         new = await copy_ticks(conn, batch.rows)
                 break
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 if self.database_ok:
                     log.error(
                         "PostgreSQL write failed; keeping %d ticks unacked, retrying: %s",
@@ -253,7 +254,7 @@ class TickStoreWorker:
         try:
             async with self._pool.acquire() as conn:
                 await close_due_candles(conn, self._settings.candle_close_grace_seconds)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             log.debug("closing candles failed (retried next round): %s", exc)
 
     async def _ack_pending(self) -> None:

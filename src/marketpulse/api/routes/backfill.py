@@ -8,20 +8,19 @@ master) before the 202, so a job that is accepted can run.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, cast
 
-import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from marketpulse.api.deps import PoolDep
+from marketpulse.api.routes.history import as_utc
 from marketpulse.store.backfill import BackfillError, BackfillJobs, BackfillPlan, read_job
+from marketpulse.store.database import DATABASE_ERRORS
 from marketpulse.store.instruments import UnknownInstrumentError
 
 router = APIRouter(tags=["history"])
-
-_DB_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError)
 
 
 def _jobs(request: Request) -> BackfillJobs:
@@ -39,19 +38,15 @@ class BackfillRequest(BaseModel):
     provider: str = Field(examples=["kite"], description="a feed with REST history")
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 @router.post("/api/historical/backfill", status_code=202, summary="Start a backfill job")
 async def start_backfill(body: BackfillRequest, jobs: JobsDep) -> dict[str, Any]:
     plan = BackfillPlan(body.provider, tuple(dict.fromkeys(body.symbols)), body.interval.strip(),
-                        _utc(body.start), _utc(body.end))  # fmt: skip
+                        as_utc(body.start), as_utc(body.end))  # fmt: skip
     try:
         state = await jobs.start(plan)
     except (BackfillError, UnknownInstrumentError) as exc:
         raise HTTPException(422, str(exc)) from exc
-    except _DB_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         raise HTTPException(503, f"database unavailable: {exc}") from exc
     return {"id": str(state.id), "status": state.status,
             "url": f"/api/historical/backfill/{state.id}"}  # fmt: skip
@@ -61,7 +56,7 @@ async def start_backfill(body: BackfillRequest, jobs: JobsDep) -> dict[str, Any]
 async def backfill_status(job_id: uuid.UUID, pool: PoolDep) -> dict[str, Any]:
     try:
         job = await read_job(pool, job_id)
-    except _DB_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         raise HTTPException(503, f"database unavailable: {exc}") from exc
     if job is None:
         raise HTTPException(404, f"no backfill job {job_id}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import asyncpg
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from marketpulse.api.deps import HubDep, PoolDep, RedisDep, SamplerDep, SettingsDep
 from marketpulse.bus.status import STALE_AFTER_SECONDS, FeedReport, read_reports
+from marketpulse.store.database import DATABASE_ERRORS
 from marketpulse.store.gaps import gap_summary
 
 router = APIRouter(tags=["health"])
@@ -127,7 +127,7 @@ async def stats(
     last_tick = max((r.last_tick_at for r in reports if r.last_tick_at), default=None)
     try:
         gaps: dict[str, int] | None = await gap_summary(pool)
-    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+    except DATABASE_ERRORS:
         gaps = None  # the database is down: /health says so; the counters above still hold
     return {
         "ticks": {

@@ -17,6 +17,7 @@ from marketpulse.api.deps import PoolDep
 from marketpulse.feeds.history import CANDLE_INTERVALS, parse_interval
 from marketpulse.model import SymbolError, normalize_symbol
 from marketpulse.store import history
+from marketpulse.store.database import DATABASE_ERRORS
 
 router = APIRouter(tags=["history"])
 
@@ -41,15 +42,15 @@ def _interval(raw: str) -> str:
         raise HTTPException(422, str(exc)) from exc
 
 
-def _utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _time_range(
     start: datetime | None, end: datetime | None, default: timedelta
 ) -> tuple[datetime, datetime]:
-    stop = _utc(end) if end is not None else datetime.now(UTC)
-    begin = _utc(start) if start is not None else stop - default
+    stop = as_utc(end) if end is not None else datetime.now(UTC)
+    begin = as_utc(start) if start is not None else stop - default
     if begin >= stop:
         raise HTTPException(422, f"start ({begin.isoformat()}) must be before end "
                                  f"({stop.isoformat()})")  # fmt: skip
@@ -72,9 +73,6 @@ def _db_down(exc: Exception) -> HTTPException:
     return HTTPException(503, f"database unavailable: {exc}")
 
 
-_DB_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError)
-
-
 @router.get("/api/historical/candles", summary="Stored candles of one symbol")
 async def candles(
     pool: PoolDep,
@@ -92,7 +90,7 @@ async def candles(
     try:
         rows = await history.fetch_candles(pool, name, step, begin, stop, limit)
         await _empty_or_unknown(pool, name, rows)
-    except _DB_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         raise _db_down(exc) from exc
     return {
         "symbol": name, "interval": step, "start": begin, "end": stop,
@@ -121,7 +119,7 @@ async def ticks(
         rows, next_cursor = await history.fetch_ticks(pool, name, begin, stop, limit, after)
         if after is None:
             await _empty_or_unknown(pool, name, rows)
-    except _DB_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         raise _db_down(exc) from exc
     return {"symbol": name, "count": len(rows), "ticks": rows, "next_cursor": next_cursor}
 
@@ -143,7 +141,7 @@ async def intraday(
     try:
         rows = await history.fetch_intraday(pool, name, step, first, last)
         await _empty_or_unknown(pool, name, rows)
-    except _DB_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         raise _db_down(exc) from exc
     return {"symbol": name, "interval": step, "count": len(rows), "data": rows}
 
@@ -162,7 +160,7 @@ async def daily(
     try:
         rows = await history.fetch_daily(pool, name, first, last)
         await _empty_or_unknown(pool, name, rows)
-    except _DB_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         raise _db_down(exc) from exc
     return {"symbol": name, "count": len(rows), "data": rows}
 
@@ -184,6 +182,6 @@ async def gaps(
             "WHERE $1::text IS NULL OR status = $1 ORDER BY gap_start DESC, symbol LIMIT $2",
             status, limit,
         )  # fmt: skip
-    except _DB_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         raise _db_down(exc) from exc
     return {"count": len(rows), "gaps": [dict(r) for r in rows]}
