@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from marketpulse.config import Settings
 from marketpulse.feeds.base import FeedAdapter
 from marketpulse.feeds.history import HistoryFetcher
+from marketpulse.feeds.quotes import QuoteFetcher
 from marketpulse.model import Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
 from marketpulse.subscriptions import TrackedSymbol
@@ -45,6 +46,9 @@ class FeedSpec:
     history: HistoryFetcher | None = None
     """The provider's REST candle history (see :mod:`marketpulse.feeds.history`), for backfill
     and gap repair; ``None`` when the provider has none."""
+    quotes: QuoteFetcher | None = None
+    """The provider's REST quote API (see :mod:`marketpulse.feeds.quotes`), for the quote
+    service's fallback when the live snapshot is missing or old."""
 
 
 class UnknownFeedError(ValueError):

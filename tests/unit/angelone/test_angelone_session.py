@@ -21,13 +21,13 @@ from marketpulse.feeds.angelone.instruments import (
 )
 from marketpulse.feeds.angelone.rest import (
     RateLimitedError,
-    RateLimiter,
     ServerError,
     SmartApiError,
     read_envelope,
 )
 from marketpulse.feeds.angelone.session import bare_jwt, load_session, session_expiry
 from marketpulse.feeds.base import FeedAuthError
+from marketpulse.feeds.http import RateLimiter
 from marketpulse.feeds.simulator.trading_calendar import IST
 from marketpulse.model import Tick
 from marketpulse.subscriptions import TrackedSymbol

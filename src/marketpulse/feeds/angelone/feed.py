@@ -14,6 +14,7 @@ from marketpulse.feeds.angelone.client import AngelOneAdapter
 from marketpulse.feeds.angelone.instruments import keys_for
 from marketpulse.feeds.base import FeedAdapter, FeedError
 from marketpulse.feeds.history import HistoryRequest
+from marketpulse.feeds.http import download
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
@@ -65,7 +66,7 @@ async def instruments(
     settings: Settings, progress: Progress | None = None
 ) -> list[InstrumentRecord]:
     """Download ``ANGELONE_SCRIP_MASTER_URL`` (no login needed) and map it to canonical rows."""
-    raw = await rest.download(settings.angelone_scrip_master_url, progress)
+    raw = await download(settings.angelone_scrip_master_url, progress)
     try:
         parsed = master.parse_master(raw)
     except ValueError as exc:

@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -37,8 +37,8 @@ from marketpulse.feeds.angelone import market_data
 from marketpulse.feeds.angelone.market_data import Interval, Unfetched
 from marketpulse.feeds.angelone.session import LOGIN_HINT, AngelOneSession, load_session
 from marketpulse.feeds.base import FeedAuthError, FeedError
+from marketpulse.feeds.http import RateLimiter
 from marketpulse.model import Candle, Mode, Tick
-from marketpulse.store.instruments import Progress
 
 log = logging.getLogger(__name__)
 
@@ -81,36 +81,6 @@ class ServerError(SmartApiError):
 
 
 # --------------------------------------------------------------------------- pacing and retries
-
-
-class RateLimiter:
-    """At most ``rate`` requests per second, evenly spaced.
-
-    Even spacing (rather than bursts up to a per-second quota) never trips a per-second limit
-    whatever the server's window alignment is. ``clock``/``sleep`` are injectable for tests.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        self.interval = 1.0 / rate
-        self._clock = clock
-        self._sleep = sleep
-        self._next = float("-inf")
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            wait = self._next - self._clock()
-            if wait > 0:
-                await self._sleep(wait)
-            self._next = max(self._clock(), self._next) + self.interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,32 +297,3 @@ def _rate_limited(text: str) -> bool:
 
 def _auth_message(detail: str) -> str:
     return f"angelone: the session was rejected: {detail}; run `{LOGIN_HINT}`"
-
-
-# --------------------------------------------------------------------------- instrument master
-
-
-async def download(
-    url: str, progress: Progress | None = None, *, http_timeout: float = 120.0
-) -> bytes:
-    """The body at ``url`` (the instrument master, tens of MB), reporting bytes as they arrive."""
-    chunks: list[bytes] = []
-    done = 0
-    async with httpx.AsyncClient(timeout=http_timeout, follow_redirects=True) as http:
-        try:
-            async with http.stream("GET", url) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise SmartApiError(
-                        f"downloading {url} failed: HTTP {response.status_code}", "",
-                        response.status_code,
-                    )  # fmt: skip
-                total = int(response.headers.get("content-length") or 0)
-                async for chunk in response.aiter_bytes():
-                    chunks.append(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
-        except httpx.HTTPError as exc:
-            raise SmartApiError(f"downloading {url} failed: {exc!r}") from exc
-    return b"".join(chunks)

@@ -16,6 +16,7 @@ from marketpulse.feeds.dhan import instruments as master
 from marketpulse.feeds.dhan import rest, wire
 from marketpulse.feeds.dhan.client import DhanAdapter
 from marketpulse.feeds.history import HistoryRequest, HistoryUnavailableError
+from marketpulse.feeds.http import download
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
@@ -72,7 +73,7 @@ def decode(frame: bytes | str, ts_recv: int) -> list[Tick]:
 
 async def instruments(settings: Settings, progress: Progress | None) -> list[InstrumentRecord]:
     """Download the scrip master CSV (no login needed) and map it to canonical records."""
-    text = await rest.download(settings.dhan_scrip_master_url, progress)
+    text = (await download(settings.dhan_scrip_master_url, progress)).decode("utf-8-sig")
     try:
         parsed = master.parse_master(text)
     except ValueError as exc:

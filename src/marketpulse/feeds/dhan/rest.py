@@ -18,7 +18,6 @@ import asyncio
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
@@ -30,7 +29,6 @@ from marketpulse.feeds.dhan.credentials import LOGIN_HINT, DhanCredentials, load
 from marketpulse.feeds.dhan.wire import parse_key
 from marketpulse.feeds.simulator.trading_calendar import IST
 from marketpulse.model import Candle
-from marketpulse.store.instruments import Progress
 
 QUOTE_PATHS: Final = {"ltp": "/v2/marketfeed/ltp", "ohlc": "/v2/marketfeed/ohlc",
                       "quote": "/v2/marketfeed/quote"}  # fmt: skip
@@ -221,27 +219,3 @@ class DhanRestClient:
                 "fromDate": start.astimezone(IST).strftime(fmt),
                 "toDate": end.astimezone(IST).strftime(fmt)}  # fmt: skip
         return await self.post(INTRADAY_PATH, body)
-
-
-async def download(url: str, progress: Progress | None = None, http_timeout: float = 120.0) -> str:
-    """The scrip master CSV (tens of MB, no login needed), reporting bytes as they arrive."""
-    if url.startswith("file://"):
-        return await asyncio.to_thread(Path(url.removeprefix("file://")).read_text)
-    chunks: list[bytes] = []
-    done = 0
-    try:
-        async with (
-            httpx.AsyncClient(timeout=http_timeout, follow_redirects=True) as http,
-            http.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                raise DhanApiError(f"dhan: downloading {url} failed: HTTP {response.status_code}")
-            total = int(response.headers.get("content-length") or 0)
-            async for chunk in response.aiter_bytes():
-                chunks.append(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-    except httpx.HTTPError as exc:
-        raise DhanApiError(f"dhan: downloading {url} failed: {exc!r}") from exc
-    return b"".join(chunks).decode("utf-8-sig")

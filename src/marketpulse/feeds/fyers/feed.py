@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from marketpulse.config import Settings
-from marketpulse.feeds.angelone.rest import download
 from marketpulse.feeds.base import FeedAdapter, FeedError
 from marketpulse.feeds.fyers import wire
 from marketpulse.feeds.fyers.client import FyersAdapter
 from marketpulse.feeds.fyers.instruments import parse_master
 from marketpulse.feeds.fyers.rest import RESOLUTIONS, FyersRestClient, history_chunks
 from marketpulse.feeds.history import HistoryRequest, HistoryUnavailableError
+from marketpulse.feeds.http import download
 from marketpulse.feeds.kite.instruments import ParsedMaster
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick

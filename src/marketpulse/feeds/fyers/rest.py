@@ -26,7 +26,7 @@ import msgspec
 from marketpulse.config import Settings
 from marketpulse.feeds.base import FeedAuthError, FeedConnectionError, FeedError
 from marketpulse.feeds.fyers.credentials import LOGIN_HINT, FyersCredentials, load_session
-from marketpulse.feeds.kite.rest import RateLimiter
+from marketpulse.feeds.http import RateLimiter
 from marketpulse.model import DepthLevel, Mode, Tick, price_change
 
 SYMBOL_TOKEN_BATCH: Final = 500
@@ -246,7 +246,7 @@ class FyersRestClient:
             all_headers["Authorization"] = self._session().authorization
         attempt = 0
         while True:
-            await self._limiter.wait()
+            await self._limiter.acquire()
             try:
                 response = await self._http.request(method, url, headers=all_headers, **kwargs)
             except httpx.TransportError as exc:

@@ -17,7 +17,6 @@ Routes, parameters and response shapes follow the official Python client (kiteco
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ import msgspec
 
 from marketpulse.config import Settings
 from marketpulse.feeds.base import FeedAuthError, FeedConnectionError, FeedError
+from marketpulse.feeds.http import RateLimiter
 from marketpulse.feeds.kite.credentials import (
     LOGIN_HINT,
     KiteCredentials,
@@ -229,24 +229,6 @@ def parse_candle(row: Sequence[Any]) -> HistoricalCandle:
 # --------------------------------------------------------------------------- the client
 
 
-class RateLimiter:
-    """At most ``rate`` calls per second, spaced evenly (Kite counts per second)."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = 1.0 / rate
-        self._clock = clock
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        async with self._lock:
-            now = self._clock()
-            if self._next > now:
-                await asyncio.sleep(self._next - now)
-                now = self._next
-            self._next = now + self.interval
-
-
 _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 
@@ -375,7 +357,7 @@ class KiteRestClient:
         limiter = self._limiters.get(family) or self._limiters["default"]
         attempt = 0
         while True:
-            await limiter.wait()
+            await limiter.acquire()
             try:
                 async with self._client.stream("GET", path, params=params) as response:
                     status = response.status_code
