@@ -138,6 +138,32 @@ class Settings(BaseSettings):
         3660, ge=1, description="longest range one backfill request may ask for"
     )
 
+    # --- quote service (/api/quotes, /api/indices)
+    quote_providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="providers asked over REST when the live snapshot is old, in order "
+        "(empty = the FEEDS that have a quote API)",
+    )
+    market_data_cache_duration: float = Field(
+        60.0, gt=0, description="a live or fetched price younger than this is answered as is"
+    )
+    market_data_stale_threshold: float = Field(
+        300.0, gt=0, description="prices older than this are flagged stale; unrequested "
+        "symbols are dropped after it",
+    )  # fmt: skip
+    market_data_update_interval: float = Field(
+        60.0, gt=0, description="how often requested symbols are refreshed in the background"
+    )
+    market_data_subscribe: bool = Field(
+        True, description="stream requested symbols on the running feeds (through Redis)"
+    )
+    quote_breaker_failures: int = Field(
+        5, ge=1, description="consecutive provider failures that open its circuit breaker"
+    )
+    quote_breaker_reset_seconds: float = Field(
+        30.0, gt=0, description="how long an open breaker refuses before one trial request"
+    )
+
     # --- feeds
     feeds: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["sim"], description="comma-separated feeds to run"
@@ -212,7 +238,7 @@ class Settings(BaseSettings):
         0, ge=0, description="synthetic instruments added to the default universe"
     )
 
-    @field_validator("feeds", "subscribe", mode="before")
+    @field_validator("feeds", "subscribe", "quote_providers", mode="before")
     @classmethod
     def _split_feeds(cls, value: object) -> object:
         if isinstance(value, str):

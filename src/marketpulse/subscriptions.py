@@ -16,12 +16,17 @@ from redis.typing import EncodableT, FieldT
 from marketpulse.config import Settings
 
 
-class TrackedSymbol(msgspec.Struct, frozen=True):
+class TrackedSymbol(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One instrument as a provider knows it: the canonical ``symbol`` and the provider's
+    ``token``, ``exchange`` and (when the instrument master has it) ``broker_symbol``, the
+    name the provider's REST API wants (``NSE:NIFTY 50`` on Kite)."""
+
     symbol: str
     source: str
     token: str
     exchange: str
     mode: str
+    broker_symbol: str | None = None
 
 
 _encoder = msgspec.json.Encoder()

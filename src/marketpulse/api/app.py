@@ -19,6 +19,7 @@ from marketpulse.api.routes import backfill, health, history, market, subscripti
 from marketpulse.api.stats import StatsSampler
 from marketpulse.bus.connection import create_redis
 from marketpulse.config import Settings
+from marketpulse.quote_service import MarketDataService
 from marketpulse.store.backfill import BackfillJobs
 from marketpulse.store.database import create_pool
 
@@ -55,7 +56,9 @@ def create_app(
             app.state.hub = hub
             app.state.sampler = sampler
             app.state.backfills = backfills = BackfillJobs(own_pool, settings)
+            app.state.quotes = quotes = MarketDataService(own_redis, own_pool, settings)
             tasks = [
+                asyncio.create_task(quotes.run(), name="api:quote-refresh"),
                 asyncio.create_task(hub.run(), name="api:hub"),
                 asyncio.create_task(hub.watchdog(), name="api:hub-watchdog"),
                 asyncio.create_task(sampler.run(), name="api:stats"),

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 from marketpulse.api.hub import Hub
 from marketpulse.api.stats import StatsSampler
 from marketpulse.config import Settings
+from marketpulse.quote_service import MarketDataService
 
 
 def _settings(conn: HTTPConnection) -> Settings:
@@ -30,6 +31,10 @@ def _hub(conn: HTTPConnection) -> Hub:
     return cast(Hub, conn.app.state.hub)
 
 
+def _quotes(request: Request) -> MarketDataService:
+    return cast(MarketDataService, request.app.state.quotes)
+
+
 def _sampler(request: Request) -> StatsSampler:
     return cast(StatsSampler, request.app.state.sampler)
 
@@ -39,3 +44,4 @@ RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 HubDep = Annotated[Hub, Depends(_hub)]
 SamplerDep = Annotated[StatsSampler, Depends(_sampler)]
+QuotesDep = Annotated[MarketDataService, Depends(_quotes)]

@@ -192,12 +192,11 @@ async def _upsert(conn: Connection, provider: str, chunk: list[InstrumentRecord]
     )
 
 
-async def resolve_instruments(
+async def lookup_instruments(
     pool: asyncpg.Pool, provider: str, items: Iterable[str], mode: str = "full"
-) -> list[TrackedSymbol]:
-    """Turn canonical symbols (``RELIANCE.NSE``) or provider tokens (``738561``) into
-    subscriptions for ``provider``; unknown ones raise :class:`UnknownInstrumentError` naming
-    all of them, with a hint to sync the instrument master."""
+) -> tuple[list[TrackedSymbol], list[str]]:
+    """Canonical symbols (``RELIANCE.NSE``) or provider tokens (``738561``) as ``provider``
+    knows them, in the caller's order, and the items the instrument master does not have."""
     wanted: list[tuple[bool, str]] = []  # (is_symbol, value), in the caller's order
     for item in items:
         text = item.strip()
@@ -213,22 +212,38 @@ async def resolve_instruments(
     symbols = [v for is_symbol, v in wanted if is_symbol]
     tokens = [v for is_symbol, v in wanted if not is_symbol]
     rows = await pool.fetch(
-        "SELECT i.symbol, p.token, p.exchange FROM instrument_providers p "
+        "SELECT i.symbol, p.token, p.exchange, p.broker_symbol FROM instrument_providers p "
         "JOIN instruments i ON i.id = p.instrument_id WHERE p.provider = $1 AND "
         "(i.symbol = ANY($2::text[]) OR p.token = ANY($3::text[]))",
         provider, symbols, tokens,
     )  # fmt: skip
     found = {r["symbol"]: r for r in rows}
     by_token = {r["token"]: r for r in rows}
-    unknown = [v for is_symbol, v in wanted if v not in (found if is_symbol else by_token)]
+    tracked: list[TrackedSymbol] = []
+    unknown: list[str] = []
+    for is_symbol, value in wanted:
+        row = (found if is_symbol else by_token).get(value)
+        if row is None:
+            unknown.append(value)
+            continue
+        tracked.append(
+            TrackedSymbol(symbol=row["symbol"], source=provider, token=row["token"],
+                          exchange=row["exchange"], mode=mode,
+                          broker_symbol=row["broker_symbol"])
+        )  # fmt: skip
+    return tracked, unknown
+
+
+async def resolve_instruments(
+    pool: asyncpg.Pool, provider: str, items: Iterable[str], mode: str = "full"
+) -> list[TrackedSymbol]:
+    """Turn canonical symbols (``RELIANCE.NSE``) or provider tokens (``738561``) into
+    subscriptions for ``provider``; unknown ones raise :class:`UnknownInstrumentError` naming
+    all of them, with a hint to sync the instrument master."""
+    tracked, unknown = await lookup_instruments(pool, provider, items, mode)
     if unknown:
         raise UnknownInstrumentError(
             f"{provider}: unknown instruments {', '.join(unknown)}; run `marketpulse "
             f"instruments sync --provider {provider}` or check the spelling"
         )
-    ordered = [found[v] if is_symbol else by_token[v] for is_symbol, v in wanted]
-    return [
-        TrackedSymbol(symbol=r["symbol"], source=provider, token=r["token"],
-                      exchange=r["exchange"], mode=mode)
-        for r in ordered
-    ]  # fmt: skip
+    return tracked

@@ -8,17 +8,21 @@ master that ``marketpulse instruments sync --provider kite`` fills.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, timedelta
 from typing import Final
 
+import msgspec
+
 from marketpulse.config import Settings
-from marketpulse.feeds.base import FeedAdapter, FeedError
+from marketpulse.feeds.base import FeedAdapter, FeedConnectionError, FeedError
 from marketpulse.feeds.history import HistoryRequest, HistoryUnavailableError
 from marketpulse.feeds.kite.client import KiteAdapter
 from marketpulse.feeds.kite.instruments import parse_instruments
-from marketpulse.feeds.kite.rest import KiteRestClient, historical_chunks
+from marketpulse.feeds.kite.rest import KiteApiError, KiteRestClient, historical_chunks
 from marketpulse.feeds.kite.wire import decode_frame, segment_of
+from marketpulse.feeds.quotes import QuoteProviderDownError, QuoteRateLimitedError
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
@@ -98,6 +102,34 @@ async def history(settings: Settings, request: HistoryRequest) -> AsyncIterator[
             ]  # fmt: skip
 
 
+async def quotes(settings: Settings, instruments: Sequence[TrackedSymbol]) -> list[Tick]:
+    """Full quotes from ``/quote`` (500 instruments a request, 1 request/s), keyed by
+    ``EXCHANGE:TRADINGSYMBOL`` as the instrument master recorded it."""
+    by_key: dict[str, TrackedSymbol] = {}
+    for instrument in instruments:
+        name = instrument.broker_symbol or instrument.symbol.rpartition(".")[0]
+        by_key[f"{instrument.exchange.removesuffix('_INDEX')}:{name}"] = instrument
+    try:
+        async with KiteRestClient.from_settings(settings) as client:
+            answered = await client.quote(list(by_key))
+    except FeedConnectionError as exc:
+        raise QuoteProviderDownError(str(exc)) from exc
+    except KiteApiError as exc:
+        if exc.status == 429:
+            raise QuoteRateLimitedError(str(exc)) from exc
+        if exc.status >= 500:
+            raise QuoteProviderDownError(str(exc)) from exc
+        raise
+    now = time.time_ns()
+    ticks = []
+    for key, quote in answered.items():
+        asked = by_key.get(key)
+        if asked is not None:
+            tick = quote.to_tick(now, asked.symbol)
+            ticks.append(msgspec.structs.replace(tick, exchange=asked.exchange))
+    return ticks
+
+
 SPEC = FeedSpec(
     name="kite",
     build=build,
@@ -105,4 +137,5 @@ SPEC = FeedSpec(
     decode=decode,
     instruments=instruments,
     history=history,
+    quotes=quotes,
 )
