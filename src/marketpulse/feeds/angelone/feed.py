@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import msgspec
@@ -15,6 +15,7 @@ from marketpulse.feeds.angelone.instruments import keys_for
 from marketpulse.feeds.base import FeedAdapter, FeedError
 from marketpulse.feeds.history import HistoryRequest
 from marketpulse.feeds.http import download
+from marketpulse.feeds.quotes import QuoteProviderDownError, QuoteRateLimitedError
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
@@ -94,6 +95,28 @@ async def history(settings: Settings, request: HistoryRequest) -> AsyncIterator[
             ]
 
 
+async def quotes(settings: Settings, instruments: Sequence[TrackedSymbol]) -> list[Tick]:
+    """``/market/v1/quote`` in FULL mode, 50 tokens a request."""
+    by_key = {(i.exchange, i.token): i for i in instruments}
+    try:
+        async with rest.SmartApiClient.from_settings(settings) as client:
+            ticks, _ = await client.quotes(list(by_key))
+    except rest.RateLimitedError as exc:
+        raise QuoteRateLimitedError(str(exc)) from exc
+    except rest.ServerError as exc:
+        raise QuoteProviderDownError(str(exc)) from exc
+    except rest.SmartApiError as exc:
+        if exc.status == 0:  # unreachable after retries
+            raise QuoteProviderDownError(str(exc)) from exc
+        raise
+    out = []
+    for tick in ticks:
+        asked = by_key.get((tick.exchange, tick.token))
+        if asked is not None:
+            out.append(msgspec.structs.replace(tick, symbol=asked.symbol))
+    return out
+
+
 SPEC = FeedSpec(
     name="angelone",
     build=AngelOneAdapter.from_settings,
@@ -101,4 +124,5 @@ SPEC = FeedSpec(
     decode=decode,
     instruments=instruments,
     history=history,
+    quotes=quotes,
 )

@@ -208,7 +208,7 @@ class SmartApiClient:
                 if attempt + 1 >= self.retry.attempts:
                     if isinstance(exc, httpx.TransportError):
                         raise SmartApiError(
-                            f"{path}: {exc!r} (gave up after {attempt + 1} attempts)"
+                            f"{path}: {exc!r} (gave up after {attempt + 1} attempts)", "", 0
                         ) from exc
                     raise
                 delay = self.retry.delay(attempt, self._rng)

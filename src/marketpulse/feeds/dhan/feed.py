@@ -8,7 +8,8 @@ dhan`` fills; the resolved entries teach the adapter each key's symbol and excha
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 
 from marketpulse.config import Settings
 from marketpulse.feeds.base import FeedAdapter, FeedError
@@ -17,6 +18,7 @@ from marketpulse.feeds.dhan import rest, wire
 from marketpulse.feeds.dhan.client import DhanAdapter
 from marketpulse.feeds.history import HistoryRequest, HistoryUnavailableError
 from marketpulse.feeds.http import download
+from marketpulse.feeds.quotes import QuoteProviderDownError
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
@@ -107,6 +109,24 @@ async def history(settings: Settings, request: HistoryRequest) -> AsyncIterator[
             ]
 
 
+async def quotes(settings: Settings, instruments: Sequence[TrackedSymbol]) -> list[Tick]:
+    """``/v2/marketfeed/quote`` for ``SEGMENT|ID`` keys, 1000 instruments a request."""
+    by_key = {i.token: i for i in instruments}
+    try:
+        async with rest.DhanRestClient.from_settings(settings) as client:
+            answered = await client.quotes("quote", list(by_key))
+    except rest.DhanApiError as exc:
+        if exc.status == 0:  # retries of 429/5xx/network errors exhausted
+            raise QuoteProviderDownError(str(exc)) from exc
+        raise
+    now = time.time_ns()
+    return [
+        rest.quote_tick(quote, key, by_key[key].symbol, by_key[key].exchange, now)
+        for key, quote in answered.items()
+        if key in by_key
+    ]
+
+
 SPEC = FeedSpec(
     name="dhan",
     build=build,
@@ -114,4 +134,5 @@ SPEC = FeedSpec(
     decode=decode,
     instruments=instruments,
     history=history,
+    quotes=quotes,
 )

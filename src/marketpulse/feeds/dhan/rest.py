@@ -28,7 +28,7 @@ from marketpulse.feeds.base import FeedAuthError, FeedError
 from marketpulse.feeds.dhan.credentials import LOGIN_HINT, DhanCredentials, load_session
 from marketpulse.feeds.dhan.wire import parse_key
 from marketpulse.feeds.simulator.trading_calendar import IST
-from marketpulse.model import Candle
+from marketpulse.model import Candle, DepthLevel, Mode, Tick, price_change
 
 QUOTE_PATHS: Final = {"ltp": "/v2/marketfeed/ltp", "ohlc": "/v2/marketfeed/ohlc",
                       "quote": "/v2/marketfeed/quote"}  # fmt: skip
@@ -219,3 +219,30 @@ class DhanRestClient:
                 "fromDate": start.astimezone(IST).strftime(fmt),
                 "toDate": end.astimezone(IST).strftime(fmt)}  # fmt: skip
         return await self.post(INTRADAY_PATH, body)
+
+
+def quote_tick(quote: Mapping[str, Any], key: str, symbol: str, exchange: str,
+               ts_recv: int) -> Tick:  # fmt: skip
+    """One ``/v2/marketfeed/quote`` entry as a ``quote``-mode tick (Dhan's ``ohlc.close`` is
+    the previous session's close, as on the live feed)."""
+    ohlc = quote.get("ohlc") or {}
+    depth = quote.get("depth") or {}
+    ltp = float(quote.get("last_price") or 0.0)
+    close = float(ohlc.get("close") or 0.0) or None
+    change, change_pct = price_change(ltp, close)
+
+    def levels(side: str) -> list[DepthLevel] | None:
+        rows = [DepthLevel(float(r.get("price") or 0.0), int(r.get("quantity") or 0),
+                           int(r.get("orders") or 0))
+                for r in depth.get(side) or () if r.get("quantity")]  # fmt: skip
+        return rows or None
+
+    return Tick(
+        source="dhan", token=key, exchange=exchange, mode=Mode.QUOTE.value, ltp=ltp,
+        symbol=symbol, ltq=quote.get("last_quantity"), atp=quote.get("average_price"),
+        volume=quote.get("volume"), total_buy_qty=quote.get("buy_quantity"),
+        total_sell_qty=quote.get("sell_quantity"), open=float(ohlc.get("open") or 0.0) or None,
+        high=float(ohlc.get("high") or 0.0) or None, low=float(ohlc.get("low") or 0.0) or None,
+        close=close, change=change, change_pct=change_pct, oi=quote.get("oi") or None,
+        ts_recv=ts_recv, bids=levels("buy"), asks=levels("sell"),
+    )  # fmt: skip

@@ -9,18 +9,26 @@ Fyers symbols directly); the adapter turns those into data-socket topics itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from marketpulse.config import Settings
-from marketpulse.feeds.base import FeedAdapter, FeedError
+from marketpulse.feeds.base import FeedAdapter, FeedConnectionError, FeedError
 from marketpulse.feeds.fyers import wire
 from marketpulse.feeds.fyers.client import FyersAdapter
 from marketpulse.feeds.fyers.instruments import parse_master
-from marketpulse.feeds.fyers.rest import RESOLUTIONS, FyersRestClient, history_chunks
+from marketpulse.feeds.fyers.rest import (
+    RESOLUTIONS,
+    FyersApiError,
+    FyersRestClient,
+    history_chunks,
+    quote_tick,
+)
 from marketpulse.feeds.history import HistoryRequest, HistoryUnavailableError
 from marketpulse.feeds.http import download
 from marketpulse.feeds.kite.instruments import ParsedMaster
+from marketpulse.feeds.quotes import QuoteProviderDownError, QuoteRateLimitedError
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
@@ -94,6 +102,29 @@ async def history(settings: Settings, request: HistoryRequest) -> AsyncIterator[
             ]  # fmt: skip
 
 
+async def quotes(settings: Settings, instruments: Sequence[TrackedSymbol]) -> list[Tick]:
+    """``/data/quotes`` for Fyers tickers (``NSE:SBIN-EQ``), 50 a request."""
+    by_ticker = {i.token: i for i in instruments}
+    try:
+        async with FyersRestClient.from_settings(settings) as client:
+            answered = await client.quotes(list(by_ticker))
+    except FeedConnectionError as exc:
+        raise QuoteProviderDownError(str(exc)) from exc
+    except FyersApiError as exc:
+        if exc.status == 429:
+            raise QuoteRateLimitedError(str(exc)) from exc
+        if exc.status >= 500:
+            raise QuoteProviderDownError(str(exc)) from exc
+        raise
+    now = time.time_ns()
+    ticks = []
+    for quote in answered:
+        asked = by_ticker.get(quote.n)
+        if asked is not None and quote.s == "ok":
+            ticks.append(quote_tick(quote, asked.exchange, now, asked.symbol))
+    return ticks
+
+
 SPEC = FeedSpec(
     name="fyers",
     build=build,
@@ -101,4 +132,5 @@ SPEC = FeedSpec(
     decode=ReplayDecoder(),
     instruments=instruments,
     history=history,
+    quotes=quotes,
 )
