@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from marketpulse.config import Settings
+from marketpulse.loadtest.cli import bench_app
 from marketpulse.telemetry import configure_logging
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ login_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(login_app, name="login")
+app.add_typer(bench_app, name="bench")
 
 console = Console(stderr=True, soft_wrap=True)
 

@@ -47,7 +47,7 @@ async def _stream(options: EmulatorOptions, emit: Emit, slice_seconds: float) ->
     emitted = 0
     while True:
         await asyncio.sleep(slice_seconds)
-        if not (options.always_open or session_open(clock())):
+        if options.paused or not (options.always_open or session_open(clock())):
             origin = None
             continue
         now = time.monotonic()

@@ -31,6 +31,12 @@ class EmulatorOptions:
     extra_instruments: int = 0
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = time.time
+    instruments: int | None = None
+    """Pace the market over only the first N instruments of the universe (load tests ask for
+    an exact rate over N instruments); ``None`` streams the whole universe."""
+    paused: bool = False
+    """While set, the paced market sends nothing (a load test opens and closes its measuring
+    window with it); pacing restarts from zero when it is cleared."""
 
 
 class FaultClock:

@@ -62,6 +62,7 @@ class ConnectionLog:
     modes: dict[int, str] = field(default_factory=dict)
     errors_sent: list[str] = field(default_factory=list)
     frames_sent: int = 0
+    ticks_sent: int = 0
     frames_dropped: int = 0
     closed: str | None = None
 
@@ -216,7 +217,9 @@ class KiteEmulator:
         """HTTP statuses the next data requests answer with (tests of retry handling)."""
         self.used_request_tokens: set[str] = set()
         self._seed_quotes()
-        self.market.subscribe(universe.tokens, Mode.FULL)
+        if options.instruments is not None:  # the seeding left one instrument subscribed
+            self.market.unsubscribe_all()
+        self.market.subscribe(universe.tokens[: options.instruments], Mode.FULL)
 
     # ------------------------------------------------------------------ accounts
 

@@ -75,7 +75,9 @@ async def _write(websocket: WebSocket, connection: EmulatedConnection) -> None:
                 continue
             if isinstance(item, bytes):
                 await websocket.send_bytes(item)
-                connection.log.frames_sent += len(item) > 1  # heartbeats are not frames
+                if len(item) > 1:  # heartbeats are not frames; a frame starts with its count
+                    connection.log.frames_sent += 1
+                    connection.log.ticks_sent += int.from_bytes(item[:2], "big")
             else:
                 await websocket.send_text(item)
     except asyncio.CancelledError:
