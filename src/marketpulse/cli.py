@@ -465,7 +465,7 @@ def backfill_command(
             await upgrade(url)
             pool = await create_pool(url, max_size=2)
             try:
-                targets = await resolve_targets(pool, plan.provider, plan.symbols)
+                targets = await resolve_targets(pool, settings, plan.provider, plan.symbols)
                 state = await create_job(pool, plan)
                 with RichProgress(console=console, transient=True) as bar:
                     task = bar.add_task(f"backfilling {len(targets)} symbols", total=1.0)

@@ -230,6 +230,57 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    # paytm (feeds/paytm)
+    paytm_ws_url: str = Field(
+        "wss://developer-ws.paytmmoney.com/broadcast/user/v1/data",
+        description="broadcast feed (`?x_jwt_token=<public access token>` is appended)",
+    )
+    paytm_api_url: str = Field(
+        "https://developer.paytmmoney.com", description="REST base (gettoken, live price)"
+    )
+    paytm_login_url: str = Field(
+        "https://login.paytmmoney.com/merchant-login", description="browser login page"
+    )
+    paytm_security_master_url: str = Field(
+        "https://developer.paytmmoney.com/data/v1/scrips/security_master.csv",
+        description="instrument master CSV (no login needed)",
+    )
+    paytm_max_instruments_per_connection: int = Field(
+        200, ge=1, description="instruments per socket (unverified third-party figure)"
+    )
+    paytm_max_connections: int = Field(
+        1, ge=1, description="sockets per token (unverified third-party figure)"
+    )
+    paytm_quote_batch_size: int = Field(
+        100, ge=1, description="prefs per live-price request (limit unknown)"
+    )
+    paytm_quote_rate_per_second: float = Field(
+        5.0, gt=0, description="live-price requests per second (limit unknown)"
+    )
+    # yahoo (feeds/yahoo)
+    yahoo_ws_url: str = Field(
+        "wss://streamer.finance.yahoo.com/?version=2", description="streamer WebSocket"
+    )
+    yahoo_chart_url: str = Field(
+        "https://query2.finance.yahoo.com/v8/finance/chart",
+        description="chart API; the symbol is appended as a path segment",
+    )
+    yahoo_cookie_url: str = Field(
+        "https://fc.yahoo.com",
+        description="visited once for the cookie the crumb needs; empty = skip",
+    )
+    yahoo_crumb_url: str = Field(
+        "https://query1.finance.yahoo.com/v1/test/getcrumb",
+        description="crumb added to chart requests; empty = send none",
+    )
+    yahoo_rate_limit_per_second: float = Field(
+        2.0, gt=0, description="chart API requests per second (no published limit)"
+    )
+    yahoo_max_connections: int = Field(10, ge=1, description="streamer sockets (100 symbols each)")
+    yahoo_resubscribe_seconds: float = Field(
+        15.0, ge=0, description="re-send each socket's subscriptions this often; 0 = never"
+    )
+
     # --- simulator
     sim_seed: int = 42
     sim_ticks_per_second: float = Field(200.0, gt=0, description="total simulated ticks/s")

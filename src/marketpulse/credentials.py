@@ -7,11 +7,14 @@ before every (re)connect, because broker tokens roll over daily. The file is cre
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -110,3 +113,16 @@ class CredentialStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The (unverified) claims of a JWT access token, ``{}`` if it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except ValueError:
+        return {}
+    return claims if isinstance(claims, dict) else {}

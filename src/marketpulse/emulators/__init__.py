@@ -11,4 +11,6 @@ EMULATORS: dict[str, str] = {
     "angelone": "marketpulse.emulators.angelone",
     "fyers": "marketpulse.emulators.fyers",
     "dhan": "marketpulse.emulators.dhan",
+    "paytm": "marketpulse.emulators.paytm",
+    "yahoo": "marketpulse.emulators.yahoo",
 }

@@ -7,15 +7,17 @@ one line here and nothing else outside its folder. Modules are imported only whe
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import asyncpg
+
 from marketpulse.config import Settings
-from marketpulse.feeds.base import FeedAdapter
+from marketpulse.feeds.base import FeedAdapter, FeedError
 from marketpulse.feeds.history import HistoryFetcher
 from marketpulse.feeds.quotes import QuoteFetcher
 from marketpulse.model import Tick
-from marketpulse.store.instruments import InstrumentRecord, Progress
+from marketpulse.store.instruments import InstrumentRecord, Progress, lookup_instruments
 from marketpulse.subscriptions import TrackedSymbol
 
 FeedPlan = tuple[FeedAdapter, list[TrackedSymbol]]
@@ -61,6 +63,8 @@ FEEDS: dict[str, str] = {
     "angelone": "marketpulse.feeds.angelone.feed",
     "fyers": "marketpulse.feeds.fyers.feed",
     "dhan": "marketpulse.feeds.dhan.feed",
+    "paytm": "marketpulse.feeds.paytm.feed",
+    "yahoo": "marketpulse.feeds.yahoo.feed",
 }
 
 
@@ -84,3 +88,25 @@ async def build_feed(name: str, settings: Settings, resolver: Resolver) -> FeedP
     spec = feed_spec(name)
     adapter = spec.build(settings)
     return adapter, await spec.startup(adapter, settings, resolver)
+
+
+async def lookup_symbols(
+    name: str, settings: Settings, pool: asyncpg.Pool | None, items: Sequence[str],
+    mode: str = "full",
+) -> tuple[list[TrackedSymbol], list[str]]:  # fmt: skip
+    """``items`` as feed ``name`` knows them, and the ones it does not: through the feed's own
+    ``resolve`` when it has one (the simulator, Yahoo), else through the instrument master."""
+    spec = feed_spec(name)
+    if spec.resolve is None:
+        if pool is None:
+            return [], list(items)
+        return await lookup_instruments(pool, name, items, mode)
+    adapter = spec.build(settings)
+    found: list[TrackedSymbol] = []
+    unknown: list[str] = []
+    for item in items:
+        try:
+            found.extend(spec.resolve(adapter, [item], mode))
+        except (LookupError, ValueError, FeedError):
+            unknown.append(item)
+    return found, unknown

@@ -35,13 +35,12 @@ from marketpulse.bus.control import ControlCommand, send_command
 from marketpulse.bus.market_data import MarketDataRepository
 from marketpulse.bus.status import read_reports
 from marketpulse.config import Settings
-from marketpulse.feeds.base import FeedAdapter, FeedAuthError, FeedError
+from marketpulse.feeds.base import FeedAuthError, FeedError
 from marketpulse.feeds.quotes import QuoteProviderDownError, QuoteRateLimitedError
-from marketpulse.feeds.registry import FeedSpec, UnknownFeedError, feed_spec
+from marketpulse.feeds.registry import FeedSpec, UnknownFeedError, feed_spec, lookup_symbols
 from marketpulse.model import Tick
 from marketpulse.quote_service.breaker import CircuitBreaker
 from marketpulse.store.database import DATABASE_ERRORS
-from marketpulse.store.instruments import lookup_instruments
 from marketpulse.subscriptions import TrackedSymbol, read_subscriptions
 
 log = logging.getLogger(__name__)
@@ -196,7 +195,6 @@ class MarketDataService:
             for name in self.providers
         }
         self._blocked_until: dict[str, float] = {}
-        self._adapters: dict[str, FeedAdapter] = {}
         self._cache: dict[str, _Cached] = {}
         self.requested: dict[str, float] = {}
         """Symbol → when it was last asked for (epoch seconds)."""
@@ -374,7 +372,7 @@ class MarketDataService:
                 f"{name}: failing repeatedly, not asked for {breaker.retry_in:.1f} s more "
                 "(circuit breaker open)", name, breaker.retry_in), symbols)  # fmt: skip
         try:
-            instruments, unknown = await self._resolve(name, spec, symbols)
+            instruments, unknown = await self._resolve(name, symbols)
         except DATABASE_ERRORS as exc:
             breaker.success()  # not the provider's fault; release a half-open trial
             lookup = ProviderDownError(f"{name}: cannot look up instruments ({exc})", name)
@@ -416,23 +414,9 @@ class MarketDataService:
         return answered
 
     async def _resolve(
-        self, name: str, spec: FeedSpec, symbols: list[str]
+        self, name: str, symbols: list[str]
     ) -> tuple[list[TrackedSymbol], list[str]]:
-        if spec.resolve is not None:
-            adapter = self._adapters.get(name)
-            if adapter is None:
-                adapter = self._adapters[name] = spec.build(self._settings)
-            found: list[TrackedSymbol] = []
-            unknown: list[str] = []
-            for symbol in symbols:
-                try:
-                    found.extend(spec.resolve(adapter, [symbol], "quote"))
-                except (LookupError, ValueError, FeedError):
-                    unknown.append(symbol)
-            return found, unknown
-        if self._pool is None:
-            return [], list(symbols)
-        return await lookup_instruments(self._pool, name, symbols, "quote")
+        return await lookup_symbols(name, self._settings, self._pool, symbols, "quote")
 
     async def _subscribe_pending(self, answer: QuoteAnswer) -> None:
         """Ask the running feeds to stream the pending symbols that no feed streams yet; they

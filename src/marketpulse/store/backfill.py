@@ -27,11 +27,11 @@ import asyncpg
 from marketpulse.config import Settings
 from marketpulse.feeds.base import FeedError
 from marketpulse.feeds.history import CANDLE_INTERVALS, HistoryRequest, parse_interval
-from marketpulse.feeds.registry import UnknownFeedError, feed_spec
+from marketpulse.feeds.registry import UnknownFeedError, feed_spec, lookup_symbols
 from marketpulse.model import Candle
 from marketpulse.store.candles import STEPS_SQL
 from marketpulse.store.database import Connection
-from marketpulse.store.instruments import resolve_instruments
+from marketpulse.store.instruments import UnknownInstrumentError
 from marketpulse.subscriptions import TrackedSymbol
 
 log = logging.getLogger(__name__)
@@ -204,11 +204,17 @@ async def roll_up(conn: Connection, symbol: str, start: datetime, end: datetime)
 
 
 async def resolve_targets(
-    pool: asyncpg.Pool, provider: str, symbols: Sequence[str]
+    pool: asyncpg.Pool, settings: Settings, provider: str, symbols: Sequence[str]
 ) -> list[TrackedSymbol]:
-    """The plan's symbols through the instrument master (``UnknownInstrumentError`` names any
-    the master does not know)."""
-    return await resolve_instruments(pool, provider, symbols)
+    """The plan's symbols as the provider knows them (``UnknownInstrumentError`` names any it
+    does not know)."""
+    found, unknown = await lookup_symbols(provider, settings, pool, symbols)
+    if unknown:
+        raise UnknownInstrumentError(
+            f"{provider}: unknown instruments {', '.join(unknown)}; run `marketpulse "
+            f"instruments sync --provider {provider}` or check the spelling"
+        )
+    return found
 
 
 async def run_backfill(
@@ -226,7 +232,7 @@ async def run_backfill(
     state.status = "running"
     await _save(pool, state, started=True)
     if targets is None:
-        targets = await resolve_targets(pool, plan.provider, plan.symbols)
+        targets = await resolve_targets(pool, settings, plan.provider, plan.symbols)
     span = (plan.end - plan.start).total_seconds()
     step = CANDLE_INTERVALS[plan.interval]
     failed = 0
@@ -316,7 +322,7 @@ class BackfillJobs:
         """Validate, resolve the symbols, record the job and start it; errors in the request
         (:class:`BackfillError`, ``UnknownInstrumentError``) are raised before anything runs."""
         plan.validate(self._settings)
-        targets = await resolve_targets(self._pool, plan.provider, plan.symbols)
+        targets = await resolve_targets(self._pool, self._settings, plan.provider, plan.symbols)
         state = await create_job(self._pool, plan)
         task = asyncio.create_task(self._run(state, targets), name=f"backfill:{state.id}")
         self._tasks[state.id] = task

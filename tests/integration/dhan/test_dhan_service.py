@@ -82,7 +82,13 @@ async def test_the_service_streams_dhan_ticks_to_the_quotes_api(
         await sync_instruments(pool, "dhan", await SPEC.instruments(configured, None))
         async with running_service(configured) as endpoints, httpx.AsyncClient() as http:
             url = f"{endpoints.http}/api/quotes?symbols={','.join(symbols)}"
-            body = await _eventually(lambda: http.get(url), lambda b: not b["missing"])
+            # Until each symbol's first tick, the quote service answers over REST.
+            body = await _eventually(
+                lambda: http.get(url),
+                lambda b: (
+                    not b["missing"] and all(q["origin"] == "live" for q in b["quotes"].values())
+                ),
+            )
     quotes = body["quotes"]
     assert {s: q["source"] for s, q in quotes.items()} == dict.fromkeys(symbols, "dhan")
     assert quotes["SENSEX.BSE_INDEX"]["exchange"] == "BSE_INDEX"

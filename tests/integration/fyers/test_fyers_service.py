@@ -113,7 +113,13 @@ async def test_the_service_streams_fyers_ticks_to_redis_and_the_quotes_api(
         assert report.added == len(fy.emulator.listing.listings)
         async with running_service(configured) as endpoints, httpx.AsyncClient() as http:
             url = f"{endpoints.http}/api/quotes?symbols={','.join(symbols)}"
-            body = await _eventually(lambda: http.get(url), lambda b: not b["missing"])
+            # Until each symbol's first tick, the quote service answers over REST.
+            body = await _eventually(
+                lambda: http.get(url),
+                lambda b: (
+                    not b["missing"] and all(q["origin"] == "live" for q in b["quotes"].values())
+                ),
+            )
             snapshot = await redis.get(configured.snapshot_key("SENSEX.BSE_INDEX", "quote"))
             topics = fy.emulator.history[0].topics
     quotes = body["quotes"]

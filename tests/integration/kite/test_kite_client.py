@@ -257,7 +257,7 @@ async def test_the_server_caps_tokens_per_connection_and_connections_per_api_key
 
         extra = await adapter.connect(CREDENTIALS)  # one connection per key in this test
         assert await extra.receive() == []  # the error message ...
-        with pytest.raises(FeedConnectionError, match="code 1008: too many connections"):
+        with pytest.raises(FeedConnectionError, match="code 1008, too many connections"):
             await extra.receive()  # ... then the close
         await connection.close()
     assert adapter.problems.server_errors == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from marketpulse.emulators.kite.candles import SESSION_MINUTES, Bar, candles
+from marketpulse.emulators.candles import SESSION_MINUTES, Bar, candles
 from marketpulse.feeds.simulator.trading_calendar import IST
 
 DAY_START = datetime(2024, 1, 15, 0, 0, tzinfo=IST)  # a Monday

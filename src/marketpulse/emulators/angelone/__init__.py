@@ -30,7 +30,8 @@ from marketpulse.emulators.angelone.accounts import (
 )
 from marketpulse.emulators.angelone.master import master_rows
 from marketpulse.emulators.angelone.rest import SCRIP_MASTER_PATH, RestApi, RestLimits, router
-from marketpulse.emulators.angelone.stream import StreamHub, StreamLimits, quiet_denials
+from marketpulse.emulators.angelone.stream import StreamHub, StreamLimits
+from marketpulse.emulators.denials import quiet_denials
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.simulator.market import SimulatedMarket
 from marketpulse.feeds.simulator.trading_calendar import ist_date

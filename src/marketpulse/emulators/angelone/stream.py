@@ -27,14 +27,13 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Final
 
-from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from marketpulse.emulators.angelone.accounts import Accounts, Refusal, Session
+from marketpulse.emulators.denials import deny
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.angelone import wire
 from marketpulse.feeds.simulator.market import SimulatedMarket
@@ -46,30 +45,6 @@ log = logging.getLogger(__name__)
 
 QUEUE_LIMIT: Final = 50_000
 Key = tuple[int, str]  # (exchangeType, token)
-
-_denied: ContextVar[bool] = ContextVar("angelone_emulator_denied", default=False)
-
-
-class _DenialLogFilter(logging.Filter):
-    """Drops uvicorn's "returned without completing handshake" error after a denial response.
-
-    uvicorn's sansio WebSocket protocol does not count an HTTP answer to the upgrade (our 401 or
-    429) as a finished handshake and logs an error for every refused client. The filter drops
-    only that record, and only in the request task that just sent a denial.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (_denied.get() and "without completing handshake" in record.getMessage())
-
-
-_DENIAL_FILTER: Final = _DenialLogFilter()
-
-
-def quiet_denials() -> None:
-    """Install the filter on uvicorn's error logger (idempotent)."""
-    uvicorn_log = logging.getLogger("uvicorn.error")
-    if _DENIAL_FILTER not in uvicorn_log.filters:
-        uvicorn_log.addFilter(_DENIAL_FILTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,18 +124,12 @@ class StreamHub:
         )
         if isinstance(session, Refusal):
             self.rejected.append(401)
-            _denied.set(True)
-            await ws.send_denial_response(
-                PlainTextResponse(f"{session.errorcode}: {session.message}", status_code=401)
-            )
+            await deny(ws, 401, f"{session.errorcode}: {session.message}")
             return
         live = sum(1 for c in self.clients if c.session.client_code == session.client_code)
         if live >= self.limits.connections_per_client:
             self.rejected.append(429)
-            _denied.set(True)
-            await ws.send_denial_response(
-                PlainTextResponse("Too Many Requests: connection limit reached", status_code=429)
-            )
+            await deny(ws, 429, "Too Many Requests: connection limit reached")
             return
         await ws.accept()
         client = StreamClient(next(self._ids), session, self.faults.now(), ws)

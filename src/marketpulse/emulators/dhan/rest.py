@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from marketpulse.emulators.candles import candles
 from marketpulse.emulators.dhan.core import DhanEmulator
-from marketpulse.emulators.kite.candles import candles
 from marketpulse.feeds.simulator.trading_calendar import IST
 
 router = APIRouter()

@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
 
+from marketpulse.emulators.candles import candles
 from marketpulse.emulators.fyers import core
 from marketpulse.emulators.fyers.core import FyersEmulator
 from marketpulse.emulators.fyers.listing import Listing
-from marketpulse.emulators.kite.candles import candles
 from marketpulse.feeds.fyers.auth import app_id_hash
 from marketpulse.feeds.fyers.instruments import MASTER_FILES
 from marketpulse.feeds.fyers.rest import HISTORY_DAYS, QUOTES_BATCH, SYMBOL_TOKEN_BATCH

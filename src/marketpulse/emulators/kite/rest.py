@@ -3,7 +3,7 @@
 Same routes, parameters, envelopes (``{"status": "success", "data": ...}`` or ``{"status":
 "error", "message", "error_type"}``) and limits as Kite, so the official client and ours work
 against it unchanged. Quotes come from the emulator's live market; candles from
-:mod:`marketpulse.emulators.kite.candles`. ``emulator.rest_faults`` makes the next data
+:mod:`marketpulse.emulators.candles`. ``emulator.rest_faults`` makes the next data
 requests fail with given statuses, for retry tests.
 """
 
@@ -16,8 +16,8 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request, Response
 from starlette.responses import JSONResponse, PlainTextResponse
 
+from marketpulse.emulators.candles import INTERVAL_MINUTES, candles, format_candle
 from marketpulse.emulators.kite import core
-from marketpulse.emulators.kite.candles import INTERVAL_MINUTES, candles, format_candle
 from marketpulse.emulators.kite.core import KiteEmulator
 from marketpulse.emulators.kite.listing import Listing
 from marketpulse.feeds.kite.auth import checksum

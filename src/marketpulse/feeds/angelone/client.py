@@ -47,6 +47,7 @@ from marketpulse.feeds.base import (
     FeedConnectionError,
 )
 from marketpulse.feeds.simulator.trading_calendar import session_open
+from marketpulse.feeds.websocket_close import close_reason, close_state
 from marketpulse.model import Mode, Tick
 from marketpulse.subscriptions import TrackedSymbol
 
@@ -210,7 +211,7 @@ class AngelOneConnection(FeedConnection):
         try:
             await self._ws.send(message)
         except ConnectionClosed as exc:
-            raise FeedConnectionError(f"angelone: socket closed ({_reason(exc)})") from exc
+            raise FeedConnectionError(f"angelone: socket closed ({close_reason(exc)})") from exc
 
     # ------------------------------------------------------------------ receiving
 
@@ -254,9 +255,11 @@ class AngelOneConnection(FeedConnection):
                 if len(self._inbox) >= inbox_limit:
                     self._room.clear()
                     await self._room.wait()
-            self._failure = FeedConnectionError(f"angelone: socket closed ({_close_of(self._ws)})")
+            self._failure = FeedConnectionError(
+                f"angelone: socket closed ({close_state(self._ws)})"
+            )
         except ConnectionClosed as exc:
-            self._failure = FeedConnectionError(f"angelone: socket closed ({_reason(exc)})")
+            self._failure = FeedConnectionError(f"angelone: socket closed ({close_reason(exc)})")
         except Exception as exc:  # any other failure of the socket ends this connection
             self._failure = FeedConnectionError(f"angelone: socket failed: {exc!r}")
         finally:
@@ -274,19 +277,3 @@ class AngelOneConnection(FeedConnection):
             task.cancel()
         await asyncio.gather(self._pinger, self._reader, return_exceptions=True)
         await self._ws.close()
-
-
-def _reason(exc: ConnectionClosed) -> str:
-    received = exc.rcvd
-    if received is None:
-        return "no close frame"
-    return f"code {received.code}" + (f", {received.reason}" if received.reason else "")
-
-
-def _close_of(ws: ClientConnection) -> str:
-    code = ws.close_code
-    return (
-        "closed"
-        if code is None
-        else f"code {code}" + (f", {ws.close_reason}" if ws.close_reason else "")
-    )

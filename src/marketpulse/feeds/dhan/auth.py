@@ -18,9 +18,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from marketpulse.config import Settings
-from marketpulse.credentials import CredentialStore
+from marketpulse.credentials import CredentialStore, jwt_claims
 from marketpulse.feeds.dhan.credentials import PROVIDER
-from marketpulse.feeds.dhan.wire import jwt_claims
 from marketpulse.feeds.simulator.trading_calendar import IST
 
 console = Console(stderr=True)

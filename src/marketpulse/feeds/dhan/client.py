@@ -49,6 +49,7 @@ from marketpulse.feeds.base import (
 from marketpulse.feeds.dhan import wire
 from marketpulse.feeds.dhan.credentials import LOGIN_HINT, DhanCredentials, load_session
 from marketpulse.feeds.simulator.trading_calendar import session_open
+from marketpulse.feeds.websocket_close import close_reason, close_state
 from marketpulse.model import Mode, Tick
 from marketpulse.subscriptions import TrackedSymbol
 
@@ -332,7 +333,7 @@ class DhanConnection(FeedConnection):
             for message in messages:
                 await target.send(message)
         except ConnectionClosed as exc:
-            raise FeedConnectionError(f"dhan: socket closed ({_reason(exc)})") from exc
+            raise FeedConnectionError(f"dhan: socket closed ({close_reason(exc)})") from exc
 
     # ------------------------------------------------------------------ receiving
 
@@ -394,9 +395,9 @@ class DhanConnection(FeedConnection):
                 if len(self._inbox) >= INBOX_LIMIT:
                     self._room.clear()
                     await self._room.wait()
-            self._failure = FeedConnectionError(f"dhan: {what} closed ({_close_of(ws)})")
+            self._failure = FeedConnectionError(f"dhan: {what} closed ({close_state(ws)})")
         except ConnectionClosed as exc:
-            self._failure = FeedConnectionError(f"dhan: {what} closed ({_reason(exc)})")
+            self._failure = FeedConnectionError(f"dhan: {what} closed ({close_reason(exc)})")
         except Exception as exc:  # any other socket failure ends this connection
             self._failure = FeedConnectionError(f"dhan: {what} failed: {exc!r}")
         finally:
@@ -422,19 +423,3 @@ class DhanConnection(FeedConnection):
                 with contextlib.suppress(Exception):
                     await ws.send(wire.encode_disconnect_request())
                 await ws.close()
-
-
-def _reason(exc: ConnectionClosed) -> str:
-    received = exc.rcvd
-    if received is None:
-        return "no close frame"
-    return f"code {received.code}" + (f", {received.reason}" if received.reason else "")
-
-
-def _close_of(ws: ClientConnection) -> str:
-    code = ws.close_code
-    return (
-        "closed"
-        if code is None
-        else f"code {code}" + (f", {ws.close_reason}" if ws.close_reason else "")
-    )

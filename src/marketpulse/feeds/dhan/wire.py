@@ -25,7 +25,7 @@ import json
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
@@ -541,18 +541,3 @@ def encode_depth_disconnect(reason: int) -> bytes:
 def keys_of(instruments: Iterable[tuple[str, str]]) -> list[str]:
     """Keys of a request's ``(segment, security id)`` pairs (invalid ones raise ValueError)."""
     return [make_key(*parse_key(f"{seg}|{ident}")) for seg, ident in instruments]
-
-
-def jwt_claims(token: str) -> dict[str, Any]:
-    """The (unverified) claims of a JWT access token, ``{}`` if it is not one."""
-    import base64
-
-    parts = token.split(".")
-    if len(parts) != 3:
-        return {}
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except ValueError:
-        return {}
-    return claims if isinstance(claims, dict) else {}

@@ -46,6 +46,7 @@ from marketpulse.feeds.fyers.credentials import LOGIN_HINT, FyersCredentials, lo
 from marketpulse.feeds.fyers.rest import FyersRestClient
 from marketpulse.feeds.fyers.topics import SymbolTopics, TopicError, topics_for
 from marketpulse.feeds.simulator.trading_calendar import session_open
+from marketpulse.feeds.websocket_close import close_reason, close_state
 from marketpulse.model import Mode, Tick
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ class FyersAdapter(FeedAdapter):
                         )
                     return
         except ConnectionClosed as exc:
-            raise FeedConnectionError(f"fyers: closed during login ({_reason(exc)})") from exc
+            raise FeedConnectionError(f"fyers: closed during login ({close_reason(exc)})") from exc
 
     # ------------------------------------------------------------------ reporting
 
@@ -317,7 +318,7 @@ class FyersConnection(FeedConnection):
         try:
             await self._ws.send(frame)
         except ConnectionClosed as exc:
-            raise FeedConnectionError(f"fyers: socket closed ({_reason(exc)})") from exc
+            raise FeedConnectionError(f"fyers: socket closed ({close_reason(exc)})") from exc
 
     # ------------------------------------------------------------------ receiving
 
@@ -371,9 +372,9 @@ class FyersConnection(FeedConnection):
                 if len(self._inbox) >= INBOX_LIMIT:
                     self._room.clear()
                     await self._room.wait()
-            self._failure = FeedConnectionError(f"fyers: socket closed ({_close_of(self._ws)})")
+            self._failure = FeedConnectionError(f"fyers: socket closed ({close_state(self._ws)})")
         except ConnectionClosed as exc:
-            self._failure = FeedConnectionError(f"fyers: socket closed ({_reason(exc)})")
+            self._failure = FeedConnectionError(f"fyers: socket closed ({close_reason(exc)})")
         except Exception as exc:
             self._failure = FeedConnectionError(f"fyers: socket failed: {exc!r}")
         finally:
@@ -400,17 +401,3 @@ class FyersConnection(FeedConnection):
             task.cancel()
         await asyncio.gather(self._pinger, self._reader, return_exceptions=True)
         await self._ws.close()
-
-
-def _reason(exc: ConnectionClosed) -> str:
-    received = exc.rcvd
-    if received is None:
-        return "no close frame"
-    return f"code {received.code}" + (f", {received.reason}" if received.reason else "")
-
-
-def _close_of(ws: ClientConnection) -> str:
-    code = ws.close_code
-    if code is None:
-        return "closed"
-    return f"code {code}" + (f", {ws.close_reason}" if ws.close_reason else "")

@@ -44,6 +44,7 @@ from marketpulse.feeds.kite.wire import (
     encode_unsubscribe,
 )
 from marketpulse.feeds.simulator.trading_calendar import session_open
+from marketpulse.feeds.websocket_close import close_reason
 from marketpulse.model import Mode, Tick
 
 log = logging.getLogger(__name__)
@@ -132,14 +133,14 @@ class KiteConnection(FeedConnection):
         try:
             await self._ws.send(message)
         except ConnectionClosed as exc:
-            raise FeedConnectionError(f"kite: connection closed ({_close_reason(exc)})") from exc
+            raise FeedConnectionError(f"kite: connection closed ({close_reason(exc)})") from exc
 
     async def receive(self) -> list[Tick]:
         """The next frame's ticks; ``[]`` for heartbeats and text messages (still proof of life)."""
         try:
             message = await self._ws.recv()
         except ConnectionClosed as exc:
-            raise FeedConnectionError(f"kite: connection closed ({_close_reason(exc)})") from exc
+            raise FeedConnectionError(f"kite: connection closed ({close_reason(exc)})") from exc
         ts_recv = time.time_ns()
         adapter = self._adapter
         tap = adapter.frame_tap
@@ -157,13 +158,6 @@ class KiteConnection(FeedConnection):
 
     async def close(self) -> None:
         await self._ws.close()
-
-
-def _close_reason(exc: ConnectionClosed) -> str:
-    frame = exc.rcvd
-    if frame is None:
-        return "no close frame from the server"
-    return f"code {frame.code}" + (f": {frame.reason}" if frame.reason else "")
 
 
 class KiteAdapter(FeedAdapter):

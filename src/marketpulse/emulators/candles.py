@@ -1,4 +1,4 @@
-"""Synthetic but self-consistent history for the emulator's ``/instruments/historical``.
+"""Synthetic but self-consistent candle history, served by every emulator's history API.
 
 Every candle is a pure function of (seed, token, trading day): one seeded random walk of the
 375 one-minute bars of the NSE session (09:15–15:30 IST), from which every coarser interval is

@@ -1,0 +1,320 @@
+"""The emulated Yahoo back end: the listing, the market, streamer sockets and faults.
+
+One :class:`YahooEmulator` per app holds what the WebSocket and chart handlers share. The listing
+is the simulator's NSE equities (``X.NS``) and indices (``^NSEI``, ``^NSEBANK``, ``^BSESN``) plus
+two global instruments (``AAPL`` on Nasdaq, ``BTC-USD``) so that exchange codes and symbol
+mapping are exercised; futures are left out (Yahoo does not stream NSE futures). The simulator
+generates every instrument; each tick is re-keyed to its Yahoo id, kept as the latest state (what
+the on-subscribe snapshot and the chart ``meta`` answer) and offered to every socket that
+subscribed it, encoded with the feed's own wire encoder.
+
+Emulator checklist (spec Part C): any path and query; no auth; ``{"subscribe"|"unsubscribe":
+[...]}`` handled, ``{}`` and empty lists ignored; at most ``max_symbols`` (100) distinct symbols
+per connection, cumulative, extra ones silently dropped, unsubscribing frees slots; a malformed
+client message closes the socket without a status code (1005); a snapshot of each newly
+subscribed symbol right away; ``time`` in whole seconds (ms); ``?version=2`` gets the JSON
+envelope, any other query the legacy bare base64 frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, time
+from typing import Final
+
+import msgspec
+
+from marketpulse.emulators.market_loop import run_market
+from marketpulse.emulators.options import EmulatorOptions, FaultClock
+from marketpulse.feeds.simulator import SimSpec, SimulatedMarket, Universe, default_universe
+from marketpulse.feeds.simulator.trading_calendar import ist_date
+from marketpulse.feeds.simulator.universe import token_for
+from marketpulse.feeds.yahoo import wire
+from marketpulse.feeds.yahoo.symbols import CODE_OF_EXCHANGE, to_yahoo
+from marketpulse.model import Exchange, Instrument, Mode, Tick
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FRAMES: Final = 5000
+MAX_SYMBOLS: Final = 100
+TEST_CRUMB: Final = "emulated-crumb"
+COOKIE_NAME: Final = "A3"
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    """Where a listing trades: its zone and session (for chart timestamps and meta)."""
+
+    zone: str
+    abbreviation: str
+    gmtoffset: int
+    open: time
+    currency: str
+    full_name: str
+
+
+_INDIA: Final = Venue("Asia/Kolkata", "IST", 19_800, time(9, 15), "INR", "NSE")
+_VENUES: Final[dict[Exchange, Venue]] = {
+    Exchange.NSE: _INDIA,
+    Exchange.NSE_INDEX: _INDIA,
+    Exchange.BSE: Venue("Asia/Kolkata", "IST", 19_800, time(9, 15), "INR", "BSE"),
+    Exchange.BSE_INDEX: Venue("Asia/Kolkata", "IST", 19_800, time(9, 15), "INR", "BSE"),
+    Exchange.NASDAQ: Venue("America/New_York", "EST", -18_000, time(9, 30), "USD", "NasdaqGS"),
+    Exchange.CRYPTO: Venue("UTC", "UTC", 0, time(0, 0), "USD", "CCC"),
+}
+_GLOBAL: Final = (
+    (Instrument(symbol="AAPL", exchange=Exchange.NASDAQ, name="Apple Inc.", tick_size=0.01),
+     230.0, 50_000_000),
+    (Instrument(symbol="BTC-USD", exchange=Exchange.CRYPTO, name="Bitcoin USD", tick_size=0.01),
+     94_000.0, 30_000),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One instrument as Yahoo knows it."""
+
+    spec: SimSpec
+    yahoo_id: str
+    exchange_code: str
+    quote_type: int
+    venue: Venue
+    short_name: str
+
+    @property
+    def is_equity(self) -> bool:
+        return self.quote_type == wire.EQUITY
+
+
+def build_universe(today: date, extra_instruments: int = 0) -> Universe:
+    """The simulator's universe without futures, plus the global instruments."""
+    base = default_universe(today, extra_instruments)
+    specs = [s for s in base.specs if s.instrument.instrument_type != "FUT"]
+    for instrument, close, volume in _GLOBAL:
+        specs.append(SimSpec(token_for(instrument.canonical), instrument, close, volume))
+    return Universe(specs)
+
+
+def build_listing(specs: Iterable[SimSpec]) -> list[Listing]:
+    out = []
+    for spec in specs:
+        inst = spec.instrument
+        kind = (
+            wire.INDEX if spec.is_index
+            else wire.CRYPTOCURRENCY if inst.exchange is Exchange.CRYPTO else wire.EQUITY
+        )  # fmt: skip
+        short = (inst.name or inst.symbol).upper() if kind != wire.INDEX else inst.name or ""
+        out.append(Listing(spec, to_yahoo(spec.symbol), CODE_OF_EXCHANGE[inst.exchange], kind,
+                           _VENUES[inst.exchange], short))  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    code: int | None  # None: a close frame without a status code (1005 at the client)
+    reason: str
+
+
+_Item = str | CloseRequest
+
+
+@dataclass(slots=True)
+class ConnectionLog:
+    """What one socket did, kept after it closes (for tests and diagnostics)."""
+
+    query: str
+    legacy: bool
+    messages: list[str] = field(default_factory=list)
+    symbols: dict[str, None] = field(default_factory=dict)
+    counted: set[str] = field(default_factory=set)  # every symbol that took a slot
+    dropped: list[str] = field(default_factory=list)  # beyond the cap
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    closed: str | None = None
+
+
+class EmulatedConnection:
+    """One client socket's server side: its subscriptions and its outbox."""
+
+    def __init__(self, emulator: YahooEmulator, query: str, legacy: bool) -> None:
+        self.emulator = emulator
+        self.log = ConnectionLog(query, legacy)
+        self.opened = emulator.faults.now()
+        self.outbox: asyncio.Queue[_Item] = asyncio.Queue(OUTBOX_FRAMES)
+
+    def handle(self, text: str) -> None:
+        """Apply one client frame; a malformed one closes the socket without a status code."""
+        self.log.messages.append(text)
+        try:
+            requests = wire.decode_client_message(text)
+        except ValueError as exc:
+            log.info("yahoo emulator: closing on a malformed message %r: %s", text[:200], exc)
+            self.close(None, "")
+            return
+        symbols = self.log.symbols
+        counted = self.log.counted
+        for request in requests:
+            if request.action == "unsubscribe":
+                for symbol in request.symbols:
+                    if symbol in symbols:
+                        del symbols[symbol]
+                        counted.discard(symbol)
+                continue
+            fresh = []
+            for symbol in request.symbols:
+                if symbol in symbols:
+                    continue
+                if len(counted) >= self.emulator.max_symbols:
+                    self.log.dropped.append(symbol)
+                    continue
+                counted.add(symbol)  # unknown symbols take a slot too (spec §A2)
+                symbols[symbol] = None
+                fresh.append(symbol)
+            if self.emulator.snapshots:
+                self._snapshot(fresh)
+
+    def _snapshot(self, symbols: list[str]) -> None:
+        last = self.emulator.last
+        for symbol in symbols:
+            tick = last.get(symbol)
+            if tick is not None:
+                self._queue(self.emulator.frame(symbol, tick, self.log.legacy))
+
+    def offer(self, keyed: Iterable[tuple[str, Tick]]) -> None:
+        symbols = self.log.symbols
+        if not symbols:
+            return
+        legacy = self.log.legacy
+        frame = self.emulator.frame
+        for symbol, tick in keyed:
+            if symbol in symbols:
+                self._queue(frame(symbol, tick, legacy))
+
+    def close(self, code: int | None, reason: str) -> None:
+        self.log.closed = reason or f"code {code}"
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while self.outbox.qsize() > OUTBOX_FRAMES - 2:
+                self.outbox.get_nowait()
+        self.outbox.put_nowait(CloseRequest(code, reason))
+
+    def _queue(self, item: str) -> None:
+        try:
+            self.outbox.put_nowait(item)
+        except asyncio.QueueFull:
+            self.log.frames_dropped += 1
+
+    def send_raw(self, text: str) -> None:
+        self._queue(text)
+
+    @property
+    def silent(self) -> bool:
+        return self.emulator.faults.silent(self.opened)
+
+
+class YahooEmulator:
+    """Shared state of one emulated Yahoo deployment (see the module docstring)."""
+
+    def __init__(
+        self,
+        options: EmulatorOptions,
+        *,
+        max_symbols: int = MAX_SYMBOLS,
+        snapshots: bool = True,
+        require_crumb: bool = False,
+        slice_seconds: float = 0.05,
+        today: date | None = None,
+    ) -> None:
+        self.options = options
+        self.max_symbols = max_symbols
+        self.snapshots = snapshots
+        self.require_crumb = require_crumb
+        self.slice_seconds = slice_seconds
+        self.faults = FaultClock(options.faults)
+        universe = build_universe(today or ist_date(options.clock()), options.extra_instruments)
+        self.listings = build_listing(universe.specs)
+        self.by_id = {item.yahoo_id: item for item in self.listings}
+        self._id_of_sim = {item.spec.token: item.yahoo_id for item in self.listings}
+        self.market = SimulatedMarket(universe, options.seed)
+        self.last: dict[str, Tick] = {}
+        self.connections: list[EmulatedConnection] = []
+        self.history: list[ConnectionLog] = []
+        self.chart_requests: list[str] = []
+        self.crumb_requests = 0
+        self.rate_limit_next = 0
+        """The next N chart requests get HTTP 429 (rate-limit tests)."""
+        self.crumb = TEST_CRUMB
+        self._seed_quotes()
+        self.market.subscribe(universe.tokens, Mode.FULL)
+
+    def open_connection(self, query: str, legacy: bool) -> EmulatedConnection:
+        connection = EmulatedConnection(self, query, legacy)
+        self.connections.append(connection)
+        self.history.append(connection.log)
+        return connection
+
+    def forget(self, connection: EmulatedConnection) -> None:
+        with contextlib.suppress(ValueError):
+            self.connections.remove(connection)
+
+    # ------------------------------------------------------------------ market
+
+    def _seed_quotes(self) -> None:
+        now_ns = int(self.options.clock() * 1e9)
+        for item in self.listings:
+            self.market.unsubscribe_all()
+            self.market.subscribe([item.spec.token], Mode.FULL)
+            self._remember(self.market.generate(1, now_ns))
+
+    def _remember(self, ticks: list[Tick]) -> list[tuple[str, Tick]]:
+        keyed = []
+        for tick in ticks:
+            ident = self._id_of_sim[tick.token]
+            yahoo = msgspec.structs.replace(tick, source="yahoo", token=ident, mode="quote",
+                                            bids=None, asks=None)  # fmt: skip
+            self.last[ident] = yahoo
+            keyed.append((ident, yahoo))
+        return keyed
+
+    def frame(self, yahoo_id: str, tick: Tick, legacy: bool = False) -> str:
+        """The server frame carrying ``tick`` for ``yahoo_id``."""
+        item = self.by_id.get(yahoo_id)
+        message = wire.pricing_of_tick(
+            tick, yahoo_id=yahoo_id,
+            exchange_code=item.exchange_code if item else "",
+            quote_type=item.quote_type if item else wire.EQUITY,
+            currency=item.venue.currency if item else "",
+            short_name=item.short_name if item else "",
+        )  # fmt: skip
+        return wire.encode_frame(message, legacy=legacy)
+
+    def push(self, ticks: Iterable[Tick]) -> None:
+        """Send exactly these ticks (tokens are Yahoo ids) to every subscriber."""
+        keyed = [(t.token, t) for t in ticks]
+        for ident, tick in keyed:
+            self.last[ident] = tick
+        self._fan_out(keyed)
+
+    def send_raw(self, text: str) -> None:
+        for connection in self.connections:
+            connection.send_raw(text)
+
+    def drop_all(self, code: int = 1011, reason: str = "dropped by the emulator") -> None:
+        for connection in list(self.connections):
+            connection.close(code, reason)
+
+    def _fan_out(self, keyed: list[tuple[str, Tick]]) -> None:
+        for connection in self.connections:
+            connection.offer(keyed)
+
+    async def run(self) -> None:
+        """Generate the market, and apply the scheduled faults, until cancelled."""
+        await run_market(
+            self.options, self.faults, slice_seconds=self.slice_seconds,
+            emit=lambda count, ts: self._fan_out(self._remember(self.market.generate(count, ts))),
+            drop_all=lambda: self.drop_all(1011, "scheduled drop (drop_every)"),
+            expire=lambda: None,  # nothing expires: Yahoo has no tokens
+        )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Paytm Money Open API: live market data (binary WebSocket broadcast), live price REST, login."""
