@@ -22,7 +22,7 @@ from marketpulse.emulators.yahoo import chart as emulated_chart
 from marketpulse.feeds.history import HistoryRequest
 from marketpulse.feeds.quotes import QuoteRateLimitedError
 from marketpulse.feeds.registry import feed_spec
-from marketpulse.feeds.yahoo.feed import SPEC, resolve
+from marketpulse.feeds.yahoo.feed import SPEC
 from marketpulse.feeds.yahoo.rest import parse_chart
 from marketpulse.model import Candle, Tick
 from marketpulse.store.backfill import BackfillPlan, create_job, run_backfill
@@ -138,10 +138,11 @@ async def test_backfill_stores_daily_candles_with_adjusted_close(
         configured = yahoo.configure(settings)
         now = datetime.fromtimestamp(yahoo.emulator.options.clock(), UTC)
         start, end = _weekday_before(now, 40), _weekday_before(now, 2)
-        targets = resolve(SPEC.build(configured), ["RELIANCE.NS"], "quote")
         plan = BackfillPlan("yahoo", ("RELIANCE.NSE",), "1d", start, end)
         plan.validate(configured)
-        state = await run_backfill(pool, configured, await create_job(pool, plan), None, targets)
+        # No targets given: the symbols resolve as `marketpulse backfill` resolves them, through
+        # the feed's own resolve (Yahoo has no instrument master).
+        state = await run_backfill(pool, configured, await create_job(pool, plan))
         expected = _expected(yahoo, "RELIANCE.NS", "1d", start, end)
     rows = await pool.fetch("SELECT date, close, adj_close, source FROM price_history_daily "
                             "WHERE symbol = 'RELIANCE.NSE' ORDER BY date")  # fmt: skip
