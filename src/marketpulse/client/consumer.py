@@ -31,6 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from marketpulse.bus.connection import create_redis
 from marketpulse.client.tick import MarketDataTick
 from marketpulse.model import decode_tick, normalize_symbol
 
@@ -90,7 +91,7 @@ class RedisMarketDataConsumer:
 
     async def connect(self) -> None:
         """Open the connection; a wrong URL or a Redis that is down is a clear error."""
-        self._redis = aioredis.Redis.from_url(self.url, socket_connect_timeout=5)
+        self._redis = create_redis(self.url)
         try:
             await self._redis.ping()
         except _TRANSIENT as exc:

@@ -35,8 +35,8 @@ from typing import Any, cast
 
 import asyncpg
 import httpx
-import redis.asyncio as aioredis
 
+from marketpulse.bus.connection import create_redis
 from marketpulse.bus.firehose import KEY_FIELD, TICK_FIELD, Entry
 from marketpulse.config import Settings
 from marketpulse.emulators.kite import TEST_ACCESS_TOKEN, TEST_API_KEY
@@ -92,7 +92,7 @@ class Run:
             symbol_stream_prefix=f"mpe2e-{self.tag}-stream",
         )  # fmt: skip
         self.monitor = Monitor()
-        self.redis = aioredis.Redis.from_url(redis_url)
+        self.redis = create_redis(redis_url)
         self.children: list[Child] = []
         self.generator: Child | None = None
         self.generator_url = ""
