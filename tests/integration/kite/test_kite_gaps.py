@@ -4,7 +4,7 @@ a reported outage is recorded per symbol, measured, and refilled from the broker
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import asyncpg
 import msgspec
@@ -19,7 +19,7 @@ from marketpulse.model import Mode, Tick
 from marketpulse.store.gaps import GapRepairer
 from marketpulse.store.instruments import sync_instruments
 from tests.integration.kite.helpers import kite_emulator, save_session, wait_for
-from tests.integration.test_candles import at, store, tick
+from tests.integration.test_candles import DAY, at, store, tick
 
 
 async def test_a_dropped_connection_is_reported_as_an_outage_of_its_instruments() -> None:
@@ -101,10 +101,44 @@ async def test_a_reported_outage_is_recorded_measured_and_refilled_from_history(
 async def test_an_outage_of_a_feed_without_history_is_recorded_as_unrepairable(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
-    now = datetime.now(UTC)
-    report = OutageReport("sim", ["RELIANCE.NSE"], (now - timedelta(seconds=30)).timestamp(),
-                          now.timestamp(), "heartbeat timeout")  # fmt: skip
+    report = OutageReport("sim", ["RELIANCE.NSE"], at("10:00:00").timestamp(),
+                          at("10:00:30").timestamp(), "heartbeat timeout")  # fmt: skip
     await GapRepairer(redis, pool, settings).handle(report)
     gap = await pool.fetchrow("SELECT status, detail, volume_jump FROM feed_gaps")
     assert gap["status"] == "unrepairable" and "no REST history" in gap["detail"]
     assert gap["volume_jump"] is None
+
+
+async def test_only_the_in_session_parts_of_an_outage_are_recorded_and_refilled(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    save_session(settings.marketpulse_home)
+    tuesday = DAY + timedelta(days=1)
+    async with kite_emulator() as kite:
+        configured = settings.model_copy(update={"kite_api_url": kite.api_url})
+        assert SPEC.instruments is not None
+        await sync_instruments(pool, "kite", await SPEC.instruments(configured, None))
+        repairer = GapRepairer(redis, pool, configured)
+        # Monday 15:20 to Tuesday 09:20 IST: ten minutes before the close, five after the open.
+        overnight = OutageReport("kite", ["INFY.NSE"], at("15:20:00").timestamp(),
+                                 at("09:20:00", tuesday).timestamp(), "drop")  # fmt: skip
+        await repairer.handle(overnight)
+        # Wednesday is made a holiday in the exchanges table: an outage then lost nothing.
+        wednesday = DAY + timedelta(days=2)
+        await pool.execute("UPDATE exchanges SET holidays = ARRAY[$1::date] WHERE code = 'NSE'",
+                           wednesday.date())  # fmt: skip
+        fresh = GapRepairer(redis, pool, configured)
+        holiday = OutageReport("kite", ["INFY.NSE"], at("10:00:00", wednesday).timestamp(),
+                               at("11:00:00", wednesday).timestamp(), "drop")  # fmt: skip
+        await fresh.handle(holiday)
+        night = OutageReport("kite", ["INFY.NSE"], at("20:00:00").timestamp(),
+                             at("23:00:00").timestamp(), "drop")  # fmt: skip
+        await fresh.handle(night)
+    rows = await pool.fetch(
+        "SELECT gap_start, gap_end, status, candles FROM feed_gaps ORDER BY gap_start"
+    )
+    assert [(r["gap_start"], r["gap_end"], r["status"], r["candles"]) for r in rows] == [
+        (at("15:20:00"), at("15:30:00"), "repaired", 10),
+        (at("09:15:00", tuesday), at("09:20:00", tuesday), "repaired", 5),
+    ]
+    assert fresh.off_session == 2 and fresh.recorded == 0
