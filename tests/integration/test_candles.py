@@ -197,3 +197,33 @@ async def test_a_candle_of_the_current_minute_stays_live(pool: asyncpg.Pool) -> 
         await close_due_candles(conn, 2.0)
     status = await pool.fetchval("SELECT status FROM candles WHERE interval = '1m'")
     assert status == "live"
+
+
+async def test_after_a_holiday_the_day_bar_follows_the_last_trading_day(
+    pool: asyncpg.Pool,
+) -> None:
+    # Monday 2 March is an exchange holiday: Friday's close is Tuesday's previous close, and
+    # Tuesday's volume starts from zero rather than from Friday's cumulative volume.
+    await pool.execute("UPDATE exchanges SET holidays = ARRAY[$1::date] WHERE code = 'NSE'",
+                       DAY.date())  # fmt: skip
+    friday, tuesday = DAY - timedelta(days=3), DAY + timedelta(days=1)
+    await store(pool, [
+        tick(at("09:15:10", friday), 100.0, 1000), tick(at("15:29:00", friday), 104.0, 9000),
+        tick(at("09:15:20", tuesday), 106.0, 400), tick(at("15:29:10", tuesday), 107.0, 2500),
+    ])  # fmt: skip
+    async with pool.acquire() as conn:
+        await close_due_candles(conn, 2.0)
+    daily = await pool.fetch("SELECT date, close, volume, previous_close FROM "
+                             "price_history_daily ORDER BY date")  # fmt: skip
+    assert [(str(r["date"]), r["close"], r["volume"], r["previous_close"]) for r in daily] == [
+        ("2026-02-27", 104.0, 9000, None),
+        ("2026-03-03", 107.0, 2500, 104.0),
+    ]
+    first_minutes = await pool.fetch(
+        "SELECT trading_day, volume FROM candles WHERE interval = '1m' AND start = ANY($1) "
+        "ORDER BY start",
+        [at("09:15:00", friday), at("09:15:00", tuesday)],
+    )  # fmt: skip
+    assert [(str(r["trading_day"]), r["volume"]) for r in first_minutes] == [
+        ("2026-02-27", 1000), ("2026-03-03", 400)
+    ]  # fmt: skip
