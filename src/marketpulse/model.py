@@ -293,3 +293,10 @@ def parse_derivative_name(name: str) -> DerivativeName | None:
     if match["fut"]:
         return DerivativeName(match["underlying"], expiry, "FUT")
     return DerivativeName(match["underlying"], expiry, match["right"], float(match["strike"]))
+
+
+def format_strike(strike: float) -> str:
+    """A strike as canonical option names write it: ``24500`` for 24500.0, ``83_25`` for 83.25
+    (``.`` separates the exchange in a symbol, so fractional strikes write it as ``_``)."""
+    text = f"{strike:.7f}".rstrip("0").rstrip(".") if strike else "0"
+    return text.replace(".", "_")

@@ -162,3 +162,12 @@ def test_price_change_is_relative_to_the_previous_close() -> None:
     assert price_change(110.0, 100.0) == (10.0, 10.0)
     assert price_change(110.0, None) == (None, None)
     assert price_change(110.0, 0.0) == (None, None)
+
+
+def test_strikes_are_written_the_same_way_by_every_instrument_master() -> None:
+    from marketpulse.model import format_strike
+
+    assert format_strike(24500.0) == "24500"
+    assert format_strike(83.25) == "83_25"  # '.' separates the exchange in a symbol
+    assert format_strike(1_245_000.0) == "1245000"  # never 1.245e+06
+    assert format_strike(0.0) == "0"

@@ -39,6 +39,28 @@ class InstrumentRecord(msgspec.Struct, frozen=True):
     isin: str | None = None
 
 
+@dataclass
+class ParsedMaster:
+    """What a provider's instrument master yielded: canonical records plus the rows skipped,
+    counted by reason (for the sync report)."""
+
+    records: list[InstrumentRecord] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def summary(self) -> str:
+        parts = [f"{len(self.records)} instruments"]
+        if self.skipped:
+            total = sum(self.skipped.values())
+            worst = sorted(self.skipped.items(), key=lambda kv: -kv[1])[:5]
+            parts.append(
+                f"{total} rows skipped ({'; '.join(f'{n}× {reason}' for reason, n in worst)})"
+            )
+        return ", ".join(parts)
+
+
 @dataclass(slots=True)
 class SyncReport:
     provider: str

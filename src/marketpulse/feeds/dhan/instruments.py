@@ -15,14 +15,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final
 
 from marketpulse.feeds.dhan.wire import make_key
 from marketpulse.feeds.simulator.universe import derivative_expiry_code
-from marketpulse.model import Exchange, SymbolError, parse_symbol
-from marketpulse.store.instruments import InstrumentRecord
+from marketpulse.model import Exchange, SymbolError, format_strike, parse_symbol
+from marketpulse.store.instruments import InstrumentRecord, ParsedMaster
 
 COLUMNS: Final = (
     "SEM_EXM_EXCH_ID", "SEM_SEGMENT", "SEM_SMST_SECURITY_ID", "SEM_INSTRUMENT_NAME",
@@ -61,27 +61,6 @@ class ScripRow:
     option_type: str = "XX"
     tick_size: float = 0.05
     series: str = ""
-
-
-@dataclass(slots=True)
-class ParsedMaster:
-    """What the CSV yielded: canonical records plus skipped rows counted by reason."""
-
-    records: list[InstrumentRecord] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def summary(self) -> str:
-        parts = [f"{len(self.records)} instruments"]
-        if self.skipped:
-            worst = sorted(self.skipped.items(), key=lambda kv: -kv[1])[:5]
-            parts.append(
-                f"{sum(self.skipped.values())} rows skipped "
-                f"({'; '.join(f'{n}× {reason}' for reason, n in worst)})"
-            )
-        return ", ".join(parts)
 
 
 def _number(text: str, default: float) -> float:
@@ -165,7 +144,7 @@ def canonical(row: ScripRow) -> InstrumentRecord | str:
         if kind == "FUT":
             return record(f"{underlying}{code}FUT", "FUT", row.expiry)
         if row.option_type in ("CE", "PE") and row.strike is not None:
-            name = f"{underlying}{code}{row.strike:g}{row.option_type}"
+            name = f"{underlying}{code}{format_strike(row.strike)}{row.option_type}"
             return record(name, row.option_type, row.expiry)
         return "option without a strike or CE/PE"
     except SymbolError:

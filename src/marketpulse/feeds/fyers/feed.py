@@ -27,11 +27,10 @@ from marketpulse.feeds.fyers.rest import (
 )
 from marketpulse.feeds.history import HistoryRequest, HistoryUnavailableError
 from marketpulse.feeds.http import download
-from marketpulse.feeds.kite.instruments import ParsedMaster
 from marketpulse.feeds.quotes import QuoteProviderDownError, QuoteRateLimitedError
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick
-from marketpulse.store.instruments import InstrumentRecord, Progress
+from marketpulse.store.instruments import InstrumentRecord, ParsedMaster, Progress
 from marketpulse.subscriptions import TrackedSymbol
 
 log = logging.getLogger(__name__)

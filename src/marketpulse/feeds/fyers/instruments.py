@@ -24,11 +24,10 @@ from typing import Final
 import msgspec
 
 from marketpulse.feeds.base import FeedError
-from marketpulse.feeds.kite.instruments import ParsedMaster, format_strike
 from marketpulse.feeds.simulator.trading_calendar import IST
 from marketpulse.feeds.simulator.universe import derivative_expiry_code
-from marketpulse.model import SymbolError, parse_symbol
-from marketpulse.store.instruments import InstrumentRecord
+from marketpulse.model import SymbolError, format_strike, parse_symbol
+from marketpulse.store.instruments import InstrumentRecord, ParsedMaster
 
 COLUMNS: Final = (
     "fytoken", "symbol_details", "instrument_type", "lot_size", "tick_size", "isin",

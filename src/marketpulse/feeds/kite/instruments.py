@@ -23,7 +23,6 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Final
 
@@ -31,8 +30,8 @@ import msgspec
 
 from marketpulse.feeds.base import FeedError
 from marketpulse.feeds.simulator.universe import derivative_expiry_code
-from marketpulse.model import Exchange, SymbolError, parse_symbol
-from marketpulse.store.instruments import InstrumentRecord
+from marketpulse.model import Exchange, SymbolError, format_strike, parse_symbol
+from marketpulse.store.instruments import InstrumentRecord, ParsedMaster
 
 COLUMNS: Final = (
     "instrument_token", "exchange_token", "tradingsymbol", "name", "last_price", "expiry",
@@ -67,27 +66,6 @@ class KiteInstrument(msgspec.Struct, frozen=True):
 
 class InstrumentMasterError(FeedError, ValueError):
     """The text is not a Kite instrument dump (missing columns); says which."""
-
-
-@dataclass(slots=True)
-class ParsedMaster:
-    """What a dump yielded: canonical records plus skipped rows counted by reason."""
-
-    records: list[InstrumentRecord] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def summary(self) -> str:
-        parts = [f"{len(self.records)} instruments"]
-        if self.skipped:
-            total = sum(self.skipped.values())
-            worst = sorted(self.skipped.items(), key=lambda kv: -kv[1])[:5]
-            parts.append(
-                f"{total} rows skipped ({'; '.join(f'{n}× {reason}' for reason, n in worst)})"
-            )
-        return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------- CSV codec
@@ -214,12 +192,6 @@ def _canonical(name: str, exchange: str) -> str | None:
     if symbol.exchange.value != exchange:
         return None  # e.g. a BSE share literally named SENSEX would turn into the index
     return str(symbol)
-
-
-def format_strike(strike: float) -> str:
-    """``24500`` for 24500.0, ``83_25`` for 83.25: the ``.`` separates the exchange in a symbol,
-    so fractional strikes (currency options) write it as ``_``."""
-    return _number(strike).replace(".", "_")
 
 
 def kite_exchange(exchange: str) -> str:

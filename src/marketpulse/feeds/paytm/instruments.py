@@ -16,14 +16,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final
 
 from marketpulse.feeds.paytm.wire import canonical_exchange, make_key
 from marketpulse.feeds.simulator.universe import derivative_expiry_code
-from marketpulse.model import Exchange, SymbolError, parse_symbol
-from marketpulse.store.instruments import InstrumentRecord
+from marketpulse.model import Exchange, SymbolError, format_strike, parse_symbol
+from marketpulse.store.instruments import InstrumentRecord, ParsedMaster
 
 COLUMNS: Final = ("security_id", "exchange", "segment", "series", "symbol", "name",
                   "instrument_type", "expiry_date", "strike_price", "option_type", "lot_size",
@@ -69,26 +69,6 @@ class ScripRow:
     lot_size: int = 1
     tick_size: float = 0.05
     isin: str = ""
-
-
-@dataclass(slots=True)
-class ParsedMaster:
-    """Canonical records plus skipped rows counted by reason."""
-
-    records: list[InstrumentRecord] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def summary(self) -> str:
-        text = f"{len(self.records)} instruments"
-        if self.skipped:
-            worst = sorted(self.skipped.items(), key=lambda kv: -kv[1])[:5]
-            text += f", {sum(self.skipped.values())} rows skipped (" + "; ".join(
-                f"{n}× {reason}" for reason, n in worst
-            ) + ")"  # fmt: skip
-        return text
 
 
 def _number(text: str, default: float) -> float:
@@ -194,7 +174,8 @@ def canonical(row: ScripRow) -> InstrumentRecord | str:
         if row.scrip_type == "FUTURE":
             return record(f"{underlying}{code}FUT", "FUT", row.expiry)
         if row.option_type in ("CE", "PE") and row.strike is not None:
-            return record(f"{underlying}{code}{row.strike:g}{row.option_type}", row.option_type,
+            strike = format_strike(row.strike)
+            return record(f"{underlying}{code}{strike}{row.option_type}", row.option_type,
                           row.expiry)  # fmt: skip
         return "option without a strike or CE/PE"
     except SymbolError:
