@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     ingest_buffer_max_ticks: int = Field(
         200_000, ge=1000, description="ticks held in memory while Redis is unreachable"
     )
+    firehose_spill_high_ratio: float = Field(
+        0.8, gt=0, le=1, description="store backlog / FIREHOSE_MAXLEN at which ingest spills"
+    )
+    firehose_spill_low_ratio: float = Field(
+        0.5, gt=0, lt=1, description="store backlog / FIREHOSE_MAXLEN below which it replays"
+    )
+    ingest_spill_dir: Path | None = Field(
+        None, description="directory of the spill file; default MARKETPULSE_HOME/spill"
+    )
 
     # --- store
     tick_buffer_size: int = Field(1000, ge=1)
@@ -302,6 +311,25 @@ class Settings(BaseSettings):
             extra = read_symbols_file(self.symbols_file)
             self.subscribe = list(dict.fromkeys([*self.subscribe, *extra]))
         return self
+
+    @model_validator(mode="after")
+    def _check_spill_watermarks(self) -> Settings:
+        if self.firehose_spill_low_ratio >= self.firehose_spill_high_ratio:
+            raise ValueError(
+                "firehose_spill_low_ratio must be below firehose_spill_high_ratio "
+                f"({self.firehose_spill_low_ratio} >= {self.firehose_spill_high_ratio})"
+            )
+        return self
+
+    @property
+    def spill_dir(self) -> Path:
+        """Where ingest parks firehose entries the store cannot take yet."""
+        return self.ingest_spill_dir or self.marketpulse_home / "spill"
+
+    def spill_marker_key(self, file_id: str) -> str:
+        """Written with every chunk replayed from spill file ``file_id`` (the offset it reached),
+        so a resend after a broken connection knows whether Redis already applied it."""
+        return f"{self.redis_key_prefix}:spill:replayed:{file_id}"
 
     @cached_property
     def consumer_name(self) -> str:

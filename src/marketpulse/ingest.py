@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from marketpulse.bus.connection import create_redis
 from marketpulse.bus.control import (
     ControlCommand,
     control_position,
@@ -45,6 +46,67 @@ from marketpulse.store.instruments import resolve_instruments
 from marketpulse.subscriptions import TrackedSymbol, remove_subscriptions, write_subscriptions
 
 log = logging.getLogger(__name__)
+
+
+async def read_store_backlog(redis: aioredis.Redis, settings: Settings) -> list[int | None]:
+    """Per firehose shard, the entries the store group has not acknowledged: ``lag``
+    (undelivered) plus ``pending`` (delivered, not acknowledged) from ``XINFO GROUPS``;
+    ``None`` for a shard without the group (no store has ever run there: nothing to protect).
+
+    Redis reports ``lag`` as null when it cannot tell (XDEL tombstones, a group set to an
+    arbitrary id) and older servers do not report it. Then, if the group has been delivered
+    the newest entry (``last-delivered-id`` is the stream's ``last-generated-id``) nothing is
+    undelivered and the backlog is ``pending``; otherwise nothing smaller is known to be safe
+    and the whole stream length (``XLEN``) is taken — spilling early, never late.
+    """
+    group = settings.store_consumer_group
+    names = (group, group.encode())
+    keys = settings.firehose_keys
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.xinfo_groups(key)
+        pipe.xlen(key)
+    replies = await pipe.execute(raise_on_error=False)
+    out: list[int | None] = []
+    for index, key in enumerate(keys):
+        groups, length = replies[2 * index], replies[2 * index + 1]
+        if isinstance(groups, ResponseError):
+            out.append(None)  # no such stream yet
+            continue
+        if isinstance(groups, Exception):
+            raise groups
+        info = next((g for g in groups if g.get("name") in names), None)
+        if info is None:
+            out.append(None)
+            continue
+        pending = int(info.get("pending") or 0)
+        lag = info.get("lag")
+        if lag is not None:
+            out.append(int(lag) + pending)
+            continue
+        stream = await redis.xinfo_stream(key)
+        caught_up = info.get("last-delivered-id") == stream.get("last-generated-id")
+        out.append(pending if caught_up else max(int(length), pending))
+    return out
+
+
+async def monitor_store_backlog(
+    redis: aioredis.Redis, settings: Settings, publisher: TickPublisher, interval: float = 1.0
+) -> None:
+    """Tell the publisher the store's backlog per shard every ``interval`` seconds (never per
+    tick), so that it spills before Redis trims entries the store has not read. While it spills
+    or replays, five times as often: replay moves at most the room under the high watermark per
+    reading, so fresher readings replay faster."""
+    while True:
+        mark = publisher.firehose_mark()
+        try:
+            async with asyncio.timeout(5.0):  # a stalled read must not freeze the readings
+                backlog = await read_store_backlog(redis, settings)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("store backlog unavailable: %r", exc)
+        else:
+            publisher.observe_backlog(backlog, mark)
+        await asyncio.sleep(interval / 5 if publisher.spilling else interval)
 
 
 @dataclass(slots=True)
@@ -167,8 +229,14 @@ class IngestService:
         if not self.feeds:
             await self.add_configured_feeds()
         publisher = asyncio.create_task(self.publisher.run(), name="ingest:publisher")
+        assert self._settings.redis_url
+        monitor_redis = create_redis(self._settings.redis_url)  # never the publisher's socket
         try:
             async with asyncio.TaskGroup() as group:
+                group.create_task(
+                    monitor_store_backlog(monitor_redis, self._settings, self.publisher),
+                    name="ingest:backlog",
+                )
                 group.create_task(self._report_loop(), name="ingest:status")
                 group.create_task(self._control_loop(), name="ingest:control")
                 for name, feed in self.feeds.items():
@@ -182,6 +250,8 @@ class IngestService:
                 log.error(
                     "ingest stopped with %d ticks not written to Redis", self.publisher.backlog
                 )
+            with contextlib.suppress(RedisError, OSError):
+                await monitor_redis.aclose()
             await self.report()
 
     async def _run_feed(self, name: str, feed: FeedRun) -> None:
@@ -278,6 +348,10 @@ class IngestService:
                     buffered=self.publisher.backlog,
                     dropped=self.publisher.dropped,
                     redis_ok=self.publisher.redis_ok,
+                    spilling=self.publisher.spilling,
+                    spilled=self.publisher.spilled,
+                    replayed=self.publisher.replayed,
+                    spill_backlog=self.publisher.spill_backlog,
                 )
             )
         return out

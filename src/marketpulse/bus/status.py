@@ -32,6 +32,10 @@ class FeedReport(msgspec.Struct, omit_defaults=True):
     buffered: int = 0
     dropped: int = 0
     redis_ok: bool = True
+    spilling: bool = False  # the publisher's counters: one process, repeated on each feed
+    spilled: int = 0
+    replayed: int = 0
+    spill_backlog: int = 0
 
 
 _encoder = msgspec.json.Encoder()

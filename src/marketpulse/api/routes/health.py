@@ -32,7 +32,19 @@ def _feed_view(report: FeedReport, now: float) -> dict[str, Any]:
         "last_error": report.last_error,
         "buffered_ticks": report.buffered,
         "dropped_ticks": report.dropped,
+        "spilling": report.spilling and not stale,
+        "spilled_ticks": report.spilled,
+        "replayed_ticks": report.replayed,
+        "spill_backlog_ticks": report.spill_backlog,
     }
+
+
+def _per_process(reports: list[FeedReport], field: str) -> int:
+    """A publisher counter summed over ingest processes (each feed's report repeats it)."""
+    seen: dict[tuple[str, int], int] = {}
+    for report in reports:
+        seen[(report.host, report.pid)] = getattr(report, field)
+    return sum(seen.values())
 
 
 @router.get("/health", summary="Redis, PostgreSQL and feed health")
@@ -76,6 +88,8 @@ async def health(
     feeds_ok = all(f["connected"] for f in feeds.values()) and not body["redis"].get(
         "ingest_writes_failing"
     )
+    # Spilling: the store is far behind and new ticks wait in ingest's spill file.
+    feeds_ok = feeds_ok and not any(f["spilling"] for f in feeds.values())
     body["status"] = "ok" if ok and feeds_ok else ("degraded" if ok else "down")
     return JSONResponse({"status": body.pop("status"), **body}, 200 if ok else 503)
 
@@ -135,6 +149,9 @@ async def stats(
             "published": counters.get("published", 0),
             "stored": counters.get("stored", 0),
             "dropped": sum(r.dropped for r in reports),
+            "spilled": _per_process(reports, "spilled"),
+            "replayed": _per_process(reports, "replayed"),
+            "spill_backlog": _per_process(reports, "spill_backlog"),
         },
         "rate_per_second": sampler.rates(),
         "last_tick_time": last_tick,
