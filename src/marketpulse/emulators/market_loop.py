@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.simulator import session_open
+from marketpulse.model import Tick
 
 Emit = Callable[[int, int], None]
 """``emit(count, ts_ns)``: generate ``count`` ticks stamped ``ts_ns`` and send them."""
@@ -72,3 +74,48 @@ async def _drop_every(seconds: float, drop_all: Callable[[], None]) -> None:
 async def _expire(faults: FaultClock, after: float, expire: Callable[[], None]) -> None:
     await asyncio.sleep(max(0.0, after - (faults.now() - faults.started)))
     expire()
+
+
+class MarketEmulator:
+    """The live-socket side every broker emulator shares: fan generated ticks out to its
+    connections, drop them on schedule, and react when the access token expires.
+
+    A subclass sets ``options``, ``faults``, ``slice_seconds``, ``market`` (a simulated market
+    with ``generate(count, ts)``) and ``connections`` (objects with ``offer``, ``send_raw`` and
+    ``close``), and turns simulator ticks into its own keyed ticks in :meth:`_remember`.
+    """
+
+    options: EmulatorOptions
+    faults: FaultClock
+    slice_seconds: float
+    market: Any
+    connections: list[Any]
+
+    def _remember(self, ticks: list[Tick]) -> list[tuple[Any, Tick]]:
+        raise NotImplementedError
+
+    def send_raw(self, data: Any) -> None:
+        for connection in self.connections:
+            connection.send_raw(data)
+
+    def drop_all(self, code: int = 1011, reason: str = "dropped by the emulator") -> None:
+        for connection in list(self.connections):
+            connection.close(code, reason)
+
+    def _fan_out(self, keyed: list[tuple[Any, Tick]]) -> None:
+        for connection in self.connections:
+            connection.offer(keyed)
+
+    def token_expired(self) -> None:
+        """The scheduled token expiry (``expire_token_after``): close every socket as the
+        broker does; brokers that signal it differently override this."""
+        self.drop_all(1008, "access token expired")
+
+    async def run(self) -> None:
+        """Generate the market, and apply the scheduled faults, until cancelled."""
+        await run_market(
+            self.options, self.faults, slice_seconds=self.slice_seconds,
+            emit=lambda count, ts: self._fan_out(self._remember(self.market.generate(count, ts))),
+            drop_all=lambda: self.drop_all(1011, "scheduled drop (drop_every)"),
+            expire=self.token_expired,
+        )  # fmt: skip

@@ -31,7 +31,7 @@ from typing import Final
 
 import msgspec
 
-from marketpulse.emulators.market_loop import run_market
+from marketpulse.emulators.market_loop import MarketEmulator
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.dhan import wire
 from marketpulse.feeds.dhan.instruments import ScripRow, encode_rows
@@ -225,7 +225,7 @@ class EmulatedConnection:
         return self.emulator.faults.silent(self.opened)
 
 
-class DhanEmulator:
+class DhanEmulator(MarketEmulator):
     """Shared state of one emulated Dhan deployment (see the module docstring)."""
 
     def __init__(
@@ -330,32 +330,11 @@ class DhanEmulator:
             self.last[key] = tick
         self._fan_out(keyed)
 
-    def send_raw(self, data: bytes) -> None:
-        for connection in self.connections:
-            connection.send_raw(data)
-
     def disconnect_all(self, reason: int) -> None:
         for connection in list(self.connections):
             connection.disconnect(reason)
 
-    def drop_all(self, code: int = 1011, reason: str = "dropped by the emulator") -> None:
-        for connection in list(self.connections):
-            connection.close(code, reason)
-
-    def _fan_out(self, keyed: list[tuple[str, Tick]]) -> None:
-        for connection in self.connections:
-            connection.offer(keyed)
-
-    async def run(self) -> None:
-        """Generate the market, and apply the scheduled faults, until cancelled."""
-        await run_market(
-            self.options, self.faults, slice_seconds=self.slice_seconds,
-            emit=lambda count, ts: self._fan_out(self._remember(self.market.generate(count, ts))),
-            drop_all=lambda: self.drop_all(1011, "scheduled drop (drop_every)"),
-            expire=self._token_expired,
-        )  # fmt: skip
-
-    def _token_expired(self) -> None:
+    def token_expired(self) -> None:
         log.info("dhan emulator: the access token expired; sending 807 to every socket")
         self.disconnect_all(807)
 

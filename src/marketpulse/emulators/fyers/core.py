@@ -25,7 +25,7 @@ from typing import Final
 import msgspec
 
 from marketpulse.emulators.fyers.listing import FyersListing, Listing
-from marketpulse.emulators.market_loop import run_market
+from marketpulse.emulators.market_loop import MarketEmulator
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.fyers import wire
 from marketpulse.feeds.simulator import SimulatedMarket, default_universe
@@ -315,7 +315,7 @@ def _instrument_of(topic: str) -> str:
     return topic[3:]
 
 
-class FyersEmulator:
+class FyersEmulator(MarketEmulator):
     """Shared state of one emulated Fyers deployment (see the module docstring)."""
 
     def __init__(
@@ -408,27 +408,6 @@ class FyersEmulator:
             keyed.append((item, tick))
         self._fan_out(keyed)
 
-    def send_raw(self, data: bytes) -> None:
-        for connection in self.connections:
-            connection.send_raw(data)
-
-    def drop_all(self, code: int = 1011, reason: str = "dropped by the emulator") -> None:
-        for connection in list(self.connections):
-            connection.close(code, reason)
-
-    def _fan_out(self, keyed: list[tuple[Listing, Tick]]) -> None:
-        for connection in self.connections:
-            connection.offer(keyed)
-
-    async def run(self) -> None:
-        """Generate the market, and apply the scheduled faults, until cancelled."""
-        await run_market(
-            self.options, self.faults, slice_seconds=self.slice_seconds,
-            emit=lambda count, ts: self._fan_out(self._remember(self.market.generate(count, ts))),
-            drop_all=lambda: self.drop_all(1011, "scheduled drop (drop_every)"),
-            expire=self._token_expired,
-        )  # fmt: skip
-
-    def _token_expired(self) -> None:
+    def token_expired(self) -> None:
         log.info("fyers emulator: the access token expired; closing every data socket")
         self.drop_all(1008, "access token expired")

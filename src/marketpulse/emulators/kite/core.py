@@ -23,7 +23,7 @@ from typing import Final
 import msgspec
 
 from marketpulse.emulators.kite.listing import KiteListing
-from marketpulse.emulators.market_loop import run_market
+from marketpulse.emulators.market_loop import MarketEmulator
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.kite.wire import (
     HEARTBEAT,
@@ -185,7 +185,7 @@ class EmulatedConnection:
         return self.emulator.faults.silent(self.opened)
 
 
-class KiteEmulator:
+class KiteEmulator(MarketEmulator):
     """Shared state of one emulated Kite deployment (see the module docstring)."""
 
     def __init__(
@@ -274,28 +274,6 @@ class KiteEmulator:
             self.last[token] = tick
         self._fan_out(keyed)
 
-    def send_raw(self, data: bytes | str) -> None:
-        """Send a frame as given to every connection (malformed-data and text-message tests)."""
-        for connection in self.connections:
-            connection.send_raw(data)
-
-    def drop_all(self, code: int = 1011, reason: str = "dropped by the emulator") -> None:
-        for connection in list(self.connections):
-            connection.close(code, reason)
-
-    def _fan_out(self, keyed: list[tuple[int, Tick]]) -> None:
-        for connection in self.connections:
-            connection.offer(keyed)
-
-    async def run(self) -> None:
-        """Generate the market, and apply the scheduled faults, until cancelled."""
-        await run_market(
-            self.options, self.faults, slice_seconds=self.slice_seconds,
-            emit=lambda count, ts: self._fan_out(self._remember(self.market.generate(count, ts))),
-            drop_all=lambda: self.drop_all(1011, "scheduled drop (drop_every)"),
-            expire=self._token_expired,
-        )  # fmt: skip
-
-    def _token_expired(self) -> None:
+    def token_expired(self) -> None:
         log.info("kite emulator: the access token expired; closing every ticker connection")
         self.drop_all(1008, "access token expired")

@@ -37,7 +37,7 @@ from typing import Final
 
 import msgspec
 
-from marketpulse.emulators.market_loop import run_market
+from marketpulse.emulators.market_loop import MarketEmulator
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.paytm import wire
 from marketpulse.feeds.paytm.auth import TOKEN_DEATH
@@ -206,7 +206,7 @@ class EmulatedConnection:
             self.outbox.put_nowait(CloseRequest(code, reason))
 
 
-class PaytmEmulator:
+class PaytmEmulator(MarketEmulator):
     """Everything the emulated endpoints share."""
 
     def __init__(
@@ -299,30 +299,9 @@ class PaytmEmulator:
             self.last[key] = tick
         self._fan_out(keyed)
 
-    def send_raw(self, data: bytes) -> None:
-        for connection in self.connections:
-            connection.send_raw(data)
-
     def send_text(self, text: str) -> None:
         for connection in self.connections:
             connection.send_text(text)
-
-    def drop_all(self, code: int = 1011, reason: str = "dropped by the emulator") -> None:
-        for connection in list(self.connections):
-            connection.close(code, reason)
-
-    def _fan_out(self, keyed: list[tuple[str, Tick]]) -> None:
-        for connection in self.connections:
-            connection.offer(keyed)
-
-    async def run(self) -> None:
-        """Generate the market and apply the scheduled faults until cancelled."""
-        await run_market(
-            self.options, self.faults, slice_seconds=self.slice_seconds,
-            emit=lambda count, ts: self._fan_out(self._remember(self.market.generate(count, ts))),
-            drop_all=lambda: self.drop_all(1011, "scheduled drop (drop_every)"),
-            expire=lambda: self.drop_all(1008, "token expired"),
-        )  # fmt: skip
 
     def security_master(self) -> str:
         return encode_rows(item.row for item in self.listings)

@@ -28,7 +28,7 @@ from typing import Final
 
 import msgspec
 
-from marketpulse.emulators.market_loop import run_market
+from marketpulse.emulators.market_loop import MarketEmulator
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
 from marketpulse.feeds.simulator import SimSpec, SimulatedMarket, Universe, default_universe
 from marketpulse.feeds.simulator.trading_calendar import ist_date
@@ -215,7 +215,7 @@ class EmulatedConnection:
         return self.emulator.faults.silent(self.opened)
 
 
-class YahooEmulator:
+class YahooEmulator(MarketEmulator):
     """Shared state of one emulated Yahoo deployment (see the module docstring)."""
 
     def __init__(
@@ -298,23 +298,5 @@ class YahooEmulator:
             self.last[ident] = tick
         self._fan_out(keyed)
 
-    def send_raw(self, text: str) -> None:
-        for connection in self.connections:
-            connection.send_raw(text)
-
-    def drop_all(self, code: int = 1011, reason: str = "dropped by the emulator") -> None:
-        for connection in list(self.connections):
-            connection.close(code, reason)
-
-    def _fan_out(self, keyed: list[tuple[str, Tick]]) -> None:
-        for connection in self.connections:
-            connection.offer(keyed)
-
-    async def run(self) -> None:
-        """Generate the market, and apply the scheduled faults, until cancelled."""
-        await run_market(
-            self.options, self.faults, slice_seconds=self.slice_seconds,
-            emit=lambda count, ts: self._fan_out(self._remember(self.market.generate(count, ts))),
-            drop_all=lambda: self.drop_all(1011, "scheduled drop (drop_every)"),
-            expire=lambda: None,  # nothing expires: Yahoo has no tokens
-        )  # fmt: skip
+    def token_expired(self) -> None:
+        """Nothing expires: Yahoo has no tokens."""
