@@ -13,6 +13,7 @@ from marketpulse.client import MarketDataTick, RedisMarketDataConsumer, create_r
 from marketpulse.client.consumer import ConsumerError
 from marketpulse.config import Settings
 from marketpulse.model import DepthLevel, Tick
+from tests.support.polling import until
 from tests.support.valkey import DisposableValkey
 
 
@@ -31,12 +32,6 @@ async def publish(redis: aioredis.Redis, settings: Settings, ticks: list[Tick]) 
     await publisher.publish(ticks)
     publisher.stop()
     await asyncio.wait_for(task, 10)
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

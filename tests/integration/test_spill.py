@@ -26,18 +26,12 @@ from marketpulse.store.database import create_pool, upgrade
 from marketpulse.store.ticks import prepare_connection
 from marketpulse.store.worker import TickStoreWorker
 from tests.integration.test_database_outage import private_postgres  # noqa: F401
+from tests.support.polling import until
 from tests.support.service import running_service
 from tests.support.ticks import sample_ticks
 from tests.support.valkey import DisposableValkey
 
 GROUP = "store"
-
-
-async def until(condition: Callable[[], object], timeout: float = 60.0) -> None:
-    """A hang guard only: every assertion is on state, never on elapsed time."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def by_key(items: list[tuple[str, bytes]]) -> dict[str, list[bytes]]:

@@ -1,10 +1,16 @@
 """Subscription changes from any API replica to every ingest process, through Redis.
 
 Roles share only Redis and PostgreSQL, so ``POST /subscribe`` on one machine reaches the feeds on
-another as an entry of the ``{prefix}:control`` stream. Each ingest process reads it from where
-it started; the wanted set per feed is also kept in ``{prefix}:wanted:{feed}`` (symbol → mode) so
-a restarted ingest restores it. The outcome of each command is written to
-``{prefix}:control:results`` for ``GET /subscribe/{id}``.
+another as an entry of the ``{mp}:control`` stream. Each ingest process reads it from where it
+started; the wanted set per feed is also kept in ``{mp}:wanted:{feed}`` (symbol → mode) so a
+restarted ingest restores it. The outcome of each command is written to ``{mp}:control:results``
+for ``GET /subscribe/{id}``. ``{mp}`` is ``REDIS_KEY_PREFIX`` in braces: the Redis Cluster hash
+tag that keeps the three in one slot, so :func:`send_command` stays one MULTI/EXEC.
+
+The same stream carries feed control (``POST /api/ws/stop`` / ``start``): ``stop`` disconnects a
+feed and keeps it stopped, ``start`` connects it again with its subscriptions. The durable record
+of subscriptions is PostgreSQL's ``subscriptions`` table (:mod:`marketpulse.store.subscriptions`);
+the wanted sets here are its fast path.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
+from marketpulse.bus.connection import ready_for_transactions
 from marketpulse.bus.firehose import Entry, stream_entries
 from marketpulse.config import Settings
 
@@ -24,8 +31,14 @@ RESULT_TTL_SECONDS = 3600
 _FIELD = b"c"
 
 
+Action = Literal["subscribe", "unsubscribe", "start", "stop"]
+FEED_ACTIONS: frozenset[str] = frozenset({"start", "stop"})
+
+
 class ControlCommand(msgspec.Struct, frozen=True):
-    action: Literal["subscribe", "unsubscribe"]
+    """One change for the ingest processes; ``symbols`` is empty for ``start``/``stop``."""
+
+    action: Action
     symbols: list[str]
     mode: str = "full"
     feed: str | None = None  # None: every feed that can stream the symbols
@@ -46,23 +59,26 @@ _encode = msgspec.json.Encoder().encode
 
 
 def control_key(settings: Settings) -> str:
-    return f"{settings.redis_key_prefix}:control"
+    return f"{settings.bus_tag}:control"
 
 
 def wanted_key(settings: Settings, feed: str) -> str:
-    return f"{settings.redis_key_prefix}:wanted:{feed}"
+    return f"{settings.bus_tag}:wanted:{feed}"
 
 
 def results_key(settings: Settings) -> str:
-    return f"{settings.redis_key_prefix}:control:results"
+    return f"{settings.bus_tag}:control:results"
 
 
 async def send_command(
     redis: aioredis.Redis, settings: Settings, command: ControlCommand, feeds: list[str]
 ) -> None:
     """Record the wanted set for ``feeds`` and publish the command, in one round trip."""
+    await ready_for_transactions(redis)
     pipe = redis.pipeline(transaction=True)
     for feed in feeds:
+        if command.action in FEED_ACTIONS or not command.symbols:
+            continue
         if command.action == "subscribe":
             mapping: dict[FieldT, EncodableT] = dict.fromkeys(command.symbols, command.mode)
             pipe.hset(wanted_key(settings, feed), mapping=mapping)

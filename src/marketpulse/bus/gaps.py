@@ -1,4 +1,4 @@
-"""Feed outages on their way from ingest to the store role (``{prefix}:gaps`` stream).
+"""Feed outages on their way from ingest to the store role (``{mp}:gaps`` stream).
 
 Ingest knows when a connection was down and which instruments it carried; the store role knows
 the database and the providers' history. One stream entry (field ``o``) per outage connects them,

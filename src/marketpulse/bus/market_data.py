@@ -12,7 +12,9 @@ from typing import cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
+from marketpulse.bus.connection import is_cluster
 from marketpulse.bus.firehose import TICK_FIELD, Entry
 from marketpulse.config import Settings
 from marketpulse.model import Mode, Tick, decode_tick
@@ -46,12 +48,16 @@ class MarketDataRepository:
     async def latest_many(
         self, symbols: Sequence[str], mode: Mode | str | None = None
     ) -> dict[str, Tick]:
-        """One MGET for all ``symbols``; symbols without a snapshot are absent."""
+        """One MGET for all ``symbols`` (one per slot in a cluster, where symbols hash apart);
+        symbols without a snapshot are absent."""
         modes = _MODES if mode is None else (Mode(mode).value,)
         keys = [self._settings.snapshot_key(s, m) for s in symbols for m in modes]
         if not keys:
             return {}
-        values = await self._redis.mget(keys)
+        if is_cluster(self._redis):
+            values = await cast(RedisCluster, self._redis).mget_nonatomic(keys)
+        else:
+            values = await self._redis.mget(keys)
         result: dict[str, Tick] = {}
         width = len(modes)
         for i, symbol in enumerate(symbols):
@@ -79,19 +85,20 @@ class MarketDataRepository:
     async def scan_symbols(
         self, exchange: str | None = None, pattern: str = "*"
     ) -> AsyncIterator[tuple[str, str]]:
-        """``(symbol, mode)`` of every live snapshot, optionally of one exchange."""
+        """``(symbol, mode)`` of every live snapshot, optionally of one exchange (on every
+        master of a cluster)."""
         prefix = self._settings.cache_key_prefix
         suffix = f".{exchange}" if exchange else ""
-        match = f"{prefix}:{pattern}{suffix}:*"
+        match = f"{prefix}:{{{pattern}{suffix}}}:*"
         async for key in self._redis.scan_iter(
             match=match, count=self._settings.cache_scan_batch_size
         ):
             text = key.decode() if isinstance(key, bytes) else key
             if text.endswith(":history"):
                 continue
-            symbol, _, mode = text[len(prefix) + 1 :].rpartition(":")
-            if mode in _MODES:
-                yield symbol, mode
+            tagged, _, mode = text[len(prefix) + 1 :].rpartition(":")
+            if mode in _MODES and tagged.startswith("{") and tagged.endswith("}"):
+                yield tagged[1:-1], mode
 
     async def delete(self, symbol: str) -> int:
         """Remove a symbol's snapshots, histories and stream; returns keys deleted."""

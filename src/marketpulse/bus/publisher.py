@@ -75,7 +75,7 @@ class TickPublisher:
 
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url, "REDIS_URL must be resolved before publishing"
-        self._connection = RespConnection(settings.redis_url)
+        self._connection = RespConnection(settings.redis_url, cluster=settings.cluster_mode)
         self._settings = settings
         self._buffer: deque[Tick] = deque()
         self._resend: deque[_Sent] = deque()
@@ -381,7 +381,9 @@ class TickPublisher:
             return
         if self._control is None:
             assert self._settings.redis_url
-            self._control = create_redis(self._settings.redis_url)
+            self._control = create_redis(
+                self._settings.redis_url, cluster=self._settings.cluster_mode
+            )
         applied = 0
         if spill.file_id:
             raw = await self._control.get(self._settings.spill_marker_key(spill.file_id.hex()))

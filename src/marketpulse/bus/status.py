@@ -1,6 +1,6 @@
 """Feed status reports: written by ingest processes, read by any API replica.
 
-Roles share nothing but Redis, so the health of a feed lives in the ``{prefix}:feeds`` hash, one
+Roles share nothing but Redis, so the health of a feed lives in the ``{mp}:feeds`` hash, one
 JSON report per feed, refreshed every second. A report older than a few seconds means the ingest
 process that owned it is gone.
 """
@@ -36,6 +36,7 @@ class FeedReport(msgspec.Struct, omit_defaults=True):
     spilled: int = 0
     replayed: int = 0
     spill_backlog: int = 0
+    token_expires_at: float | None = None  # the broker token's expiry (credentials store)
 
 
 _encoder = msgspec.json.Encoder()
@@ -59,6 +60,12 @@ async def read_reports(redis: aioredis.Redis, settings: Settings) -> list[FeedRe
         except msgspec.DecodeError:
             continue  # written by an incompatible version; ignore rather than fail /health
     return sorted(reports, key=lambda r: r.name)
+
+
+def fresh_reports(reports: list[FeedReport], now: float) -> list[FeedReport]:
+    """The reports of feeds whose ingest process is alive (refreshed within
+    :data:`STALE_AFTER_SECONDS`); a stopped feed is still reported, so it stays here."""
+    return [r for r in reports if now - r.updated_at <= STALE_AFTER_SECONDS]
 
 
 async def read_counters(redis: aioredis.Redis, settings: Settings) -> dict[str, int]:

@@ -10,6 +10,13 @@ Two ways to read:
   pending, and it is retried after ``retry_delay_seconds``, up to ``max_deliveries`` times
   (then it is logged and acknowledged so one poison tick cannot stall the group). Entries a
   dead consumer left pending for ``claim_idle_seconds`` are claimed (XAUTOCLAIM).
+
+Stream keys are ``{stream_prefix}:{SYMBOL}`` with the braces: the symbol is the Redis Cluster
+hash tag. Against a cluster (detected, or ``cluster=True``) streams of different symbols live in
+different slots, and one XREAD cannot span slots; the consumer then reads every slot's streams in
+one pipelined round (without BLOCK, the pipeline goes to each master at once) and waits
+``cluster_poll_ms`` when a round brought nothing — so a tick may wait that long longer than on a
+single server.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from marketpulse.bus.connection import create_redis
+from marketpulse.bus.connection import create_redis, is_cluster
+from marketpulse.bus.slots import key_slot
 from marketpulse.client.tick import MarketDataTick
 from marketpulse.model import decode_tick, normalize_symbol
 
@@ -61,6 +69,9 @@ class ConsumerOptions:
     claim_idle_seconds: float = 60.0
     discover_interval_seconds: float = 5.0
     reconnect_max_seconds: float = 10.0
+    cluster: bool | None = None
+    """Redis Cluster client: ``None`` asks the server (``INFO cluster``)."""
+    cluster_poll_ms: int = 50
 
 
 def create_redis_consumer(url: str, **options: Any) -> RedisMarketDataConsumer:
@@ -91,7 +102,7 @@ class RedisMarketDataConsumer:
 
     async def connect(self) -> None:
         """Open the connection; a wrong URL or a Redis that is down is a clear error."""
-        self._redis = create_redis(self.url)
+        self._redis = create_redis(self.url, cluster=self.options.cluster)
         try:
             await self._redis.ping()
         except _TRANSIENT as exc:
@@ -108,7 +119,8 @@ class RedisMarketDataConsumer:
         return self._redis
 
     def stream_key(self, symbol: str) -> str:
-        return f"{self.options.stream_prefix}:{normalize_symbol(symbol)}"
+        """``market_data_stream:{RELIANCE.NSE}`` (the braces are the cluster hash tag)."""
+        return f"{self.options.stream_prefix}:{{{normalize_symbol(symbol)}}}"
 
     async def subscribe_to_symbol(self, symbol: str) -> None:
         await self.subscribe_to_multiple_symbols([symbol])
@@ -129,8 +141,8 @@ class RedisMarketDataConsumer:
 
     @property
     def symbols(self) -> list[str]:
-        cut = len(self.options.stream_prefix) + 1
-        return sorted(key[cut:] for key in self._positions)
+        cut = len(self.options.stream_prefix) + 2
+        return sorted(key[cut:-1] for key in self._positions)
 
     async def _add_stream(self, key: str, start: str) -> None:
         group = self.options.group
@@ -154,8 +166,8 @@ class RedisMarketDataConsumer:
 
     async def _discover(self, start: str) -> None:
         self._last_discovery = time.monotonic()
-        async for raw in self.redis.scan_iter(
-            match=f"{self.options.stream_prefix}:*", count=1000, _type="STREAM"
+        async for raw in self.redis.scan_iter(  # every master's keys, in a cluster
+            match=f"{self.options.stream_prefix}:{{*}}", count=1000, _type="STREAM"
         ):
             key = raw.decode() if isinstance(raw, bytes) else raw
             if key not in self._positions:
@@ -210,12 +222,46 @@ class RedisMarketDataConsumer:
                 log.warning("Redis unavailable (%s); reconnecting in %.1fs", exc, delay)
                 await asyncio.sleep(delay + random.random() * delay)
                 delay = min(delay * 2, self.options.reconnect_max_seconds)
+            except Exception:
+                if self._stopping.is_set():
+                    break  # disconnect() closed the client under a read (a cluster pipeline
+                    # then fails with whatever half-closed connection it touched)
+                raise
+
+    def _by_slot(self, positions: dict[str, str]) -> list[dict[Any, Any]]:
+        groups: dict[int, dict[Any, Any]] = {}
+        for key, position in positions.items():
+            groups.setdefault(key_slot(key), {})[key] = position
+        return list(groups.values())
+
+    async def _read_cluster(self, group: str | None) -> list[tuple[bytes, list[Entry]]]:
+        """One non-blocking read per slot, pipelined (each master gets its slots' reads in
+        one round trip); waits ``cluster_poll_ms`` when nothing came."""
+        pipe = self.redis.pipeline(transaction=False)
+        for positions in self._by_slot(self._positions):
+            if group is None:
+                pipe.xread(positions, count=self.options.batch_size)
+            else:
+                pipe.xreadgroup(group, self.consumer_name, positions,
+                                count=self.options.batch_size)  # fmt: skip
+        replies = await pipe.execute(raise_on_error=False)
+        out: list[tuple[bytes, list[Entry]]] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+            out += cast(list[tuple[bytes, list[Entry]]], reply or [])
+        if not out:
+            await asyncio.sleep(self.options.cluster_poll_ms / 1000)
+        return out
 
     async def _read_plain(self) -> None:
-        positions: dict[Any, Any] = dict(self._positions)
-        reply = await self.redis.xread(
-            positions, count=self.options.batch_size, block=self.options.block_ms
-        )
+        if is_cluster(self.redis):
+            reply: Any = await self._read_cluster(None)
+        else:
+            positions: dict[Any, Any] = dict(self._positions)
+            reply = await self.redis.xread(
+                positions, count=self.options.batch_size, block=self.options.block_ms
+            )
         for stream, entries in cast(list[tuple[bytes, list[Entry]]], reply or []):
             key = stream.decode()
             for entry_id, fields in entries:
@@ -230,10 +276,13 @@ class RedisMarketDataConsumer:
         await self._retry_pending()
         positions: dict[Any, Any] = dict(self._positions)
         try:
-            reply = await self.redis.xreadgroup(
-                group, self.consumer_name, positions,
-                count=self.options.batch_size, block=self.options.block_ms,
-            )  # fmt: skip
+            if is_cluster(self.redis):
+                reply: Any = await self._read_cluster(group)
+            else:
+                reply = await self.redis.xreadgroup(
+                    group, self.consumer_name, positions,
+                    count=self.options.batch_size, block=self.options.block_ms,
+                )  # fmt: skip
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
