@@ -3,6 +3,11 @@
 ``marketpulse login <broker>`` writes tokens here with their expiry; feeds read them again
 before every (re)connect, because broker tokens roll over daily. The file is created with mode
 0600 and replaced atomically, so a reader never sees half a write.
+
+With ``CREDENTIALS_ENCRYPTION_KEY`` set, the file is encrypted at rest (Fernet, see
+:mod:`marketpulse.accounts.secrets`): a plain file written before the key was set is still read,
+and encrypted by the next save. An encrypted file without the key, or with another key, is a
+clear error rather than a silent fallback.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from typing import Any
 
 import msgspec
 
+from marketpulse.accounts.secrets import SecretBox, SecretDecryptionError, SecretsNotConfiguredError
 from marketpulse.feeds.base import FeedAuthError
+
+KEY_VARIABLE = "CREDENTIALS_ENCRYPTION_KEY"
+_ENCRYPTED_PREFIX = b"gAAAAA"  # every Fernet token starts with version 0x80 + timestamp
 
 
 class CredentialsError(FeedAuthError):
@@ -46,11 +55,33 @@ class CredentialStore:
     def in_home(cls, home: Path, env: Mapping[str, str] | None = None) -> CredentialStore:
         return cls(home / "credentials.json", env)
 
+    def _box(self) -> SecretBox | None:
+        key = self._env.get(KEY_VARIABLE)
+        if not key:
+            return None
+        try:
+            return SecretBox(key)
+        except SecretsNotConfiguredError as exc:
+            raise CredentialsError(str(exc)) from exc
+
     def _read_all(self) -> dict[str, ProviderCredentials]:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
+        if raw.startswith(_ENCRYPTED_PREFIX):
+            box = self._box()
+            if box is None:
+                raise CredentialsError(
+                    f"{self.path} is encrypted; set {KEY_VARIABLE} to the key it was saved with"
+                )
+            try:
+                raw = box.decrypt(raw.decode("ascii")).encode("utf-8")
+            except (SecretDecryptionError, UnicodeDecodeError) as exc:
+                raise CredentialsError(
+                    f"{self.path} does not decrypt with {KEY_VARIABLE} (was the key changed?); "
+                    "restore the old key, or delete the file and log in again"
+                ) from exc
         try:
             return _decoder.decode(raw)
         except msgspec.DecodeError as exc:
@@ -103,12 +134,16 @@ class CredentialStore:
         """Replace the provider's entry (other providers are kept) atomically with mode 0600."""
         data = self._read_all()
         data[provider] = ProviderCredentials(dict(values), expires_at, time.time())
+        payload = _encoder.encode(data)
+        box = self._box()
+        if box is not None:
+            payload = box.encrypt(payload.decode("utf-8")).encode("ascii")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".credentials.")
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "wb") as out:
-                out.write(_encoder.encode(data))
+                out.write(payload)
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from marketpulse.credentials import CredentialsError, CredentialStore
+from marketpulse.accounts.secrets import generate_key
+from marketpulse.credentials import KEY_VARIABLE, CredentialsError, CredentialStore
 
 ENV = {"api_key": "KITE_API_KEY", "access_token": "KITE_ACCESS_TOKEN"}
 
@@ -54,3 +55,43 @@ def test_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
     store.path.write_text("{not json")
     with pytest.raises(CredentialsError, match="not a valid credentials file"):
         store.get("kite", ENV)
+
+
+def test_with_an_encryption_key_the_file_holds_no_token_in_clear(tmp_path: Path) -> None:
+    key = generate_key()
+    store = CredentialStore.in_home(tmp_path, env={KEY_VARIABLE: key})
+    store.save("kite", {"api_key": "k", "access_token": "secret-token-123"}, expires_at=2e9)
+    raw = store.path.read_bytes()
+    assert b"secret-token-123" not in raw and b"access_token" not in raw
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    again = CredentialStore.in_home(tmp_path, env={KEY_VARIABLE: key})
+    assert again.get("kite", ENV) == {"api_key": "k", "access_token": "secret-token-123"}
+    assert again.entry("kite").expires_at == 2e9
+
+
+def test_a_plain_file_is_read_with_a_key_and_encrypted_by_the_next_save(tmp_path: Path) -> None:
+    CredentialStore.in_home(tmp_path, env={}).save("kite", {"access_token": "t1"}, None)
+    key = generate_key()
+    store = CredentialStore.in_home(tmp_path, env={KEY_VARIABLE: key})
+    assert store.entry("kite").values == {"access_token": "t1"}
+    store.save("dhan", {"access_token": "t2"}, None)
+    assert b"t1" not in store.path.read_bytes()
+    assert store.entry("kite").values == {"access_token": "t1"}
+    assert store.entry("dhan").values == {"access_token": "t2"}
+
+
+def test_an_encrypted_file_without_its_key_is_a_clear_error_and_is_kept(tmp_path: Path) -> None:
+    key = generate_key()
+    CredentialStore.in_home(tmp_path, env={KEY_VARIABLE: key}).save("kite", {"a": "b"}, None)
+    before = (tmp_path / "credentials.json").read_bytes()
+    with pytest.raises(CredentialsError, match="encrypted; set CREDENTIALS_ENCRYPTION_KEY"):
+        CredentialStore.in_home(tmp_path, env={}).entry("kite")
+    other = CredentialStore.in_home(tmp_path, env={KEY_VARIABLE: generate_key()})
+    with pytest.raises(CredentialsError, match="does not decrypt"):
+        other.entry("kite")
+    with pytest.raises(CredentialsError, match="does not decrypt"):
+        other.save("kite", {"a": "c"}, None)  # never overwrites what it cannot read
+    assert (tmp_path / "credentials.json").read_bytes() == before
+    bad = CredentialStore.in_home(tmp_path, env={KEY_VARIABLE: "not-a-key"})
+    with pytest.raises(CredentialsError, match="not a valid key"):
+        bad.entry("kite")
