@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import httpx
@@ -13,21 +12,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from marketpulse.config import Settings
+from tests.support.polling import poll, sim_connected
 from tests.support.service import running_service
-
-
-async def poll(http: httpx.AsyncClient, path: str, check: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = (await http.get(path)).json()
-        if check(body):
-            return body
-        assert time.monotonic() < deadline, body
-        await asyncio.sleep(0.2)
-
-
-async def feed_running(http: httpx.AsyncClient) -> None:
-    await poll(http, "/health", lambda b: b["feeds"].get("sim", {}).get("connected"))
 
 
 @pytest.fixture
@@ -40,7 +26,7 @@ async def test_subscribe_over_the_api_starts_the_stream_and_is_restored_after_re
 ) -> None:
     async with running_service(two_symbols) as service:
         async with httpx.AsyncClient(base_url=service.http) as http:
-            await feed_running(http)
+            await sim_connected(http)
             symbols = {s["symbol"] for s in (await http.get("/symbols")).json()["symbols"]}
             assert symbols == {"RELIANCE.NSE", "INFY.NSE"}
             resp = await http.post("/subscribe", json={"symbols": ["NSE:TCS", "^NSEI"],
@@ -67,7 +53,7 @@ async def test_subscribe_over_the_api_starts_the_stream_and_is_restored_after_re
         running_service(two_symbols) as service,
         httpx.AsyncClient(base_url=service.http) as http,
     ):
-        await feed_running(http)
+        await sim_connected(http)
         listed = await poll(http, "/symbols", lambda b: b["count"] == 4)
         assert {s["symbol"] for s in listed["symbols"]} >= {"TCS.NSE", "NIFTY50.NSE_INDEX"}
         resp = await http.post("/unsubscribe", json={"symbols": ["TCS.NSE"]})
@@ -82,7 +68,7 @@ async def test_symbols_the_feed_cannot_stream_are_reported_in_the_command_result
         running_service(two_symbols) as service,
         httpx.AsyncClient(base_url=service.http) as http,
     ):
-        await feed_running(http)
+        await sim_connected(http)
         resp = await http.post("/subscribe", json={"symbols": ["NOSUCH.NSE"]})
         command_id = resp.json()["command_id"]
         result = await poll(http, f"/subscribe/{command_id}",
@@ -107,7 +93,7 @@ async def test_bad_subscription_requests_are_rejected_before_reaching_a_feed(
         running_service(two_symbols) as service,
         httpx.AsyncClient(base_url=service.http) as http,
     ):
-        await feed_running(http)
+        await sim_connected(http)
         resp = await http.post("/subscribe", json=body)
         assert resp.status_code == status
         assert needle in json.dumps(resp.json()["detail"])
