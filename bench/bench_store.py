@@ -1,13 +1,15 @@
 """Ticks/s the store writes to PostgreSQL, against a raw COPY of the same rows in the same run.
 
-Three ways of writing identical rows (50,000 full-mode simulator ticks over 1,057 instruments,
-in batches of ``BATCH``), each into a fresh migrated database:
+Up to four ways of writing identical rows (50,000 full-mode simulator ticks over 1,057
+instruments, in batches of each of ``BATCHES``), each into a fresh migrated database:
 
 * reference: ``COPY`` of the rows straight into the ``ticks`` table (no idempotence, no candles);
-* the store without candles: COPY into the staging table, then ``INSERT … ON CONFLICT DO NOTHING``
-  (exactly-once under redelivery);
-* the store with candles on: the same, plus the 1m/5m/15m/1h/1d candle merge and the volume
-  update in the same transaction (what ``marketpulse store`` does by default).
+* the store without candles: exactly-once writes (COPY under a savepoint, staging table plus
+  ``INSERT … ON CONFLICT DO NOTHING`` only after a redelivery);
+* the store with candles on: the same, plus the 1m/5m/15m/1h/1d candle merge in the same
+  transaction (what ``marketpulse store`` does by default);
+* with ``REDIS_URL`` set, also the live candle updates of each batch published to Redis after
+  the commit, as the store role does (its whole flush path).
 
 Wall-clock time (this is I/O), best of 3. Uses ``DATABASE_URL`` when set, otherwise starts an
 embedded PostgreSQL.
@@ -27,8 +29,11 @@ from datetime import date
 from pathlib import Path
 
 import asyncpg
+import redis
 
 from bench import Result
+from marketpulse.bus.candles import CandlePublisher
+from marketpulse.config import Settings
 from marketpulse.feeds.simulator import SimulatedMarket, default_universe
 from marketpulse.model import Mode
 from marketpulse.store.database import asyncpg_dsn, upgrade
@@ -44,7 +49,7 @@ from marketpulse.store.ticks import (
 )
 
 TICKS = 50_000
-BATCH = 20_000  # about one FLUSH_INTERVAL_SECONDS of ticks at 20k ticks/s
+BATCHES = (5_000, 20_000)  # TICK_BUFFER_SIZE: about 0.25 s / 1 s of ticks at 20k ticks/s
 RUNS = 3
 
 
@@ -63,7 +68,18 @@ async def _raw_copy(conn: asyncpg.Connection, rows: list[Row]) -> None:
     await conn.copy_records_to_table("ticks", records=rows, columns=COLUMNS)
 
 
-async def _rate(admin_url: str, rows: list[Row], write: Writer) -> float:
+def _publishing(settings: Settings) -> Writer:
+    """The store role's flush: ticks and candles in one transaction, then the live updates."""
+    publisher = CandlePublisher(settings)
+
+    async def write(conn: asyncpg.Connection, rows: list[Row]) -> None:
+        _, candles = await copy_ticks_with_candles(conn, rows)
+        await publisher.publish(candles)
+
+    return write
+
+
+async def _rate(admin_url: str, rows: list[Row], batch: int, write: Writer) -> float:
     best = 0.0
     for _ in range(RUNS):
         name = f"mp_bench_{uuid.uuid4().hex[:10]}"
@@ -77,8 +93,8 @@ async def _rate(admin_url: str, rows: list[Row], write: Writer) -> float:
             await prepare_connection(conn)
             await PartitionManager(2, 0).ensure(conn, row_days(rows))
             started = time.perf_counter()
-            for i in range(0, len(rows), BATCH):
-                await write(conn, rows[i : i + BATCH])
+            for i in range(0, len(rows), batch):
+                await write(conn, rows[i : i + batch])
             best = max(best, len(rows) / (time.perf_counter() - started))
             await conn.close()
         finally:
@@ -107,18 +123,27 @@ def _database_url() -> Iterator[str]:
 def run() -> list[Result]:
     rows = _rows()
     out: list[Result] = []
+    redis_url = os.environ.get("REDIS_URL")
+    settings = Settings(redis_url=redis_url, redis_key_prefix=f"mp-bench-{uuid.uuid4().hex[:8]}")
     with _database_url() as url:
-        raw = asyncio.run(_rate(url, rows, _raw_copy))
-        reference = Result(name=f"raw COPY into ticks, batches of {BATCH}", ns_per_op=1e9 / raw,
-                           ops_per_s=raw)  # fmt: skip
-        out.append(reference)
-        for label, write in [
-            ("store: staging COPY + ON CONFLICT (candles off)", copy_ticks),
-            ("store: + 1m/5m/15m/1h/1d candles (default)", copy_ticks_with_candles),
-        ]:
-            rate = asyncio.run(_rate(url, rows, write))
-            out.append(Result(name=label, ns_per_op=1e9 / rate, ops_per_s=rate,
-                              reference=reference["name"], ratio=rate / raw))  # fmt: skip
+        for batch in BATCHES:
+            raw = asyncio.run(_rate(url, rows, batch, _raw_copy))
+            reference = Result(name=f"raw COPY into ticks, batches of {batch:,}",
+                               ns_per_op=1e9 / raw, ops_per_s=raw)  # fmt: skip
+            out.append(reference)
+            cases: list[tuple[str, Writer]] = [
+                ("store, candles off", copy_ticks),
+                ("store, candles on (default)", copy_ticks_with_candles),
+            ]
+            if redis_url:
+                cases.append(("store, candles on + live updates to Redis", _publishing(settings)))
+            for label, write in cases:
+                rate = asyncio.run(_rate(url, rows, batch, write))
+                out.append(Result(name=f"{label}, batches of {batch:,}", ns_per_op=1e9 / rate,
+                                  ops_per_s=rate, reference=reference["name"],
+                                  ratio=rate / raw))  # fmt: skip
+    if redis_url:
+        redis.Redis.from_url(redis_url).delete(settings.candle_stream_key)
     return out
 
 

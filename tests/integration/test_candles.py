@@ -227,3 +227,10 @@ async def test_after_a_holiday_the_day_bar_follows_the_last_trading_day(
     assert [(str(r["trading_day"]), r["volume"]) for r in first_minutes] == [
         ("2026-02-27", 1000), ("2026-03-03", 400)
     ]  # fmt: skip
+
+
+async def test_candle_pages_keep_room_for_heap_only_updates(pool: asyncpg.Pool) -> None:
+    # Every batch rewrites ~5 candle rows per instrument; free page space lets PostgreSQL
+    # update them without touching the indexes (migration 0007).
+    options = await pool.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'candles'")
+    assert "fillfactor=50" in (options or [])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -18,20 +16,8 @@ from marketpulse.model import Tick
 from marketpulse.store.database import asyncpg_dsn, create_pool
 from marketpulse.store.ticks import prepare_connection
 from marketpulse.store.worker import TickStoreWorker
+from tests.support.polling import until as wait_until
 from tests.support.ticks import sample_ticks
-
-
-async def wait_until(condition: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def stream_ids(redis: aioredis.Redis, settings: Settings) -> set[tuple[str, str]]:

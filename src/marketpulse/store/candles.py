@@ -1,10 +1,12 @@
 """Candles from ticks, in the same transaction that stores the ticks.
 
-The store worker moves a batch from its staging table into ``ticks`` with ``ON CONFLICT DO
-NOTHING … RETURNING``, so only ticks stored for the first time reach the candle upsert: a
-redelivered firehose entry can never count twice. Every tick lands in one bucket per interval,
-aligned to its exchange's session by ``mp_bucket_start`` (09:15 IST for NSE/BSE; see migration
-0002), and the per-batch partial candles merge into the stored ones:
+Only ticks stored for the first time reach the candles, so a redelivered firehose entry can
+never count twice (see :mod:`marketpulse.store.ticks`). Each batch is first folded into 1m
+partial candles in Python (:func:`minute_partials`, a pure function over the new ticks), the
+partials are COPYed into a per-session temporary table, and one set-based statement
+(:data:`MERGE_CANDLES`) rolls them up into every interval and merges them into ``candles``.
+Every bucket is aligned to its exchange's session by ``mp_bucket_start`` (09:15 IST for NSE/BSE;
+see migration 0002), computed once per exchange and minute, not once per tick:
 
 * open/close come from the earliest/latest tick time, so a late tick corrects its candle;
 * high/low are the extremes; OI is the latest; ``ticks`` counts ticks;
@@ -12,7 +14,16 @@ aligned to its exchange's session by ``mp_bucket_start`` (09:15 IST for NSE/BSE;
   candle keeps the range of cumulative volume it saw (``cum_low``/``cum_high``) and its volume
   is ``cum_high`` minus the previous candle's ``cum_high`` of the same trading day (0 for the
   session's first bucket, its own ``cum_low`` when nothing earlier was seen that day, as after a
-  mid-day start). A late tick changes a candle's ``cum_high``, so its successor is recomputed.
+  mid-day start).
+
+Candles that already exist are changed with a plain ``UPDATE … FROM`` (an ``ON CONFLICT DO
+UPDATE`` would lock every row before updating it); new ones are inserted, and a candle another
+store worker inserted in the meantime is merged by the same rules through ``ON CONFLICT``.
+The merge computes the volume itself for the usual, in-order case (one partial per candle
+series and batch, nothing stored after it). Only series where that is not enough — a batch
+spanning several buckets of one series, or a late tick whose candle already has a successor —
+get a second, targeted pass (:data:`UPDATE_VOLUMES`) that recomputes the touched candles and
+their successors from the merged state.
 
 Merging in SQL (rather than in a worker's memory) keeps candles right with several store
 workers consuming the same instrument, and across worker crashes.
@@ -20,7 +31,9 @@ workers consuming the same instrument, and across worker crashes.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 import asyncpg
 
@@ -38,81 +51,213 @@ _CANDLE_COLUMNS: Final = (
     "symbol, interval, start, open, high, low, close, volume, oi, ticks, status"
 )
 
-MOVE_WITH_CANDLES: Final = f"""
-WITH moved AS (
-    INSERT INTO ticks ({{columns}}) SELECT {{columns}} FROM {{staging}}
-    ON CONFLICT DO NOTHING
-    RETURNING time, ts_recv, symbol, exchange, ltp, volume, oi
-),
-minutes AS (
-    -- Sessions open on a whole minute, so the 1m bucket is the clock minute: no time-zone
-    -- work per tick. Coarser buckets are built from these per-minute partials.
-    SELECT symbol, min(exchange) AS exchange, date_trunc('minute', time) AS start,
-           (array_agg(ltp ORDER BY time, ts_recv))[1] AS open,
-           max(ltp) AS high, min(ltp) AS low,
-           (array_agg(ltp ORDER BY time DESC, ts_recv DESC))[1] AS close,
-           (array_agg(oi ORDER BY time DESC, ts_recv DESC) FILTER (WHERE oi IS NOT NULL))[1]
-               AS oi,
-           count(*) AS ticks, min(time) AS first_at, max(time) AS last_at,
-           min(volume) FILTER (WHERE volume > 0) AS cum_low,
-           max(volume) FILTER (WHERE volume > 0) AS cum_high
-    FROM moved WHERE ltp > 0
-    GROUP BY symbol, date_trunc('minute', time)
-),
-sessions AS (
-    SELECT m.*, coalesce(e.timezone, 'UTC') AS tz,
-           coalesce(e.session_open, time '00:00') AS open_at
-    FROM minutes m LEFT JOIN exchanges e ON e.code = m.exchange
-),
-bucketed AS (
-    SELECT s.*, steps.name AS interval,
-           CASE WHEN steps.name = '1m' THEN s.start
-                ELSE mp_bucket_start(s.start, steps.step, s.tz, s.open_at) END AS bucket,
-           (s.start AT TIME ZONE s.tz)::date AS trading_day
-    FROM sessions s CROSS JOIN {STEPS_SQL}
+MINUTES_TABLE: Final = "candle_minutes"
+"""Per-session temporary table the 1m partials of a batch are COPYed into."""
+
+MINUTE_COLUMNS: Final[tuple[str, ...]] = (
+    "symbol", "exchange", "start", "open", "high", "low", "close", "oi", "ticks", "first_at",
+    "last_at", "cum_low", "cum_high",
+)  # fmt: skip
+"""The columns of a 1m partial, in the order :func:`minute_partials` yields them."""
+
+CREATE_MINUTES: Final = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {MINUTES_TABLE} (symbol text NOT NULL, "
+    "exchange text NOT NULL, start timestamptz NOT NULL, open double precision NOT NULL, "
+    "high double precision NOT NULL, low double precision NOT NULL, "
+    "close double precision NOT NULL, oi bigint, ticks integer NOT NULL, "
+    "first_at timestamptz NOT NULL, last_at timestamptz NOT NULL, cum_low bigint, "
+    "cum_high bigint) ON COMMIT DELETE ROWS"
+)
+
+TickFields = tuple[datetime, str, str, float, int | None, int | None, int | None]
+"""What a candle needs of a tick row: time, symbol, exchange, ltp, cumulative volume, OI,
+receive time (ns, the tie-break between ticks of the same exchange time)."""
+
+MinutePartial = tuple[
+    str, str, datetime, float, float, float, float, int | None, int, datetime, datetime,
+    int | None, int | None,
+]  # fmt: skip
+"""One row of :data:`MINUTE_COLUMNS`."""
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_NO_RECV: Final = 1 << 63  # sorts after every receive time (ns since the epoch)
+
+
+def _clock(time: datetime) -> tuple[datetime, int]:
+    """A tick time's minute, and its microseconds since the epoch shifted into the high bits
+    of an ordering key (the receive time fills the low 64 bits)."""
+    return time.replace(second=0, microsecond=0), ((time - _EPOCH) // _MICROSECOND) << 64
+
+
+def minute_partials(ticks: Iterable[TickFields]) -> list[MinutePartial]:
+    """Fold ticks into one partial candle per symbol and clock minute.
+
+    Sessions open on a whole minute, so the 1m bucket is the clock minute: no time-zone work per
+    tick. Ticks are ordered by (time, receive time) with a missing receive time last, exactly as
+    the SQL this replaces ordered them; ticks without a positive price carry no candle data.
+    This runs for every stored tick, so it keeps to integer keys and a cache of the (few)
+    distinct tick times of a batch.
+    """
+    acc: dict[tuple[str, datetime], list[Any]] = {}
+    clocks: dict[datetime, tuple[datetime, int]] = {}
+    for time, symbol, exchange, ltp, volume, oi, ts_recv in ticks:
+        if ltp <= 0:
+            continue
+        clock = clocks.get(time)
+        if clock is None:
+            clock = clocks[time] = _clock(time)
+        minute, at = clock
+        order = at | (_NO_RECV if ts_recv is None else ts_recv)
+        cum = volume if volume is not None and volume > 0 else None
+        key = (symbol, minute)
+        p = acc.get(key)
+        if p is None:
+            # 0 exchange, 1 first order, 2 open, 3 first time, 4 high, 5 low, 6 last order,
+            # 7 close, 8 last time, 9 oi order, 10 oi, 11 ticks, 12 cum_low, 13 cum_high
+            acc[key] = [exchange, order, ltp, time, ltp, ltp, order, ltp, time,
+                        -1 if oi is None else order, oi, 1, cum, cum]  # fmt: skip
+            continue
+        if exchange < p[0]:
+            p[0] = exchange
+        if order < p[1]:
+            p[1], p[2], p[3] = order, ltp, time
+        if ltp > p[4]:
+            p[4] = ltp
+        elif ltp < p[5]:
+            p[5] = ltp
+        if order >= p[6]:
+            p[6], p[7], p[8] = order, ltp, time
+        if oi is not None and order >= p[9]:
+            p[9], p[10] = order, oi
+        p[11] += 1
+        if cum is not None:
+            if p[12] is None:
+                p[12] = p[13] = cum
+            elif cum < p[12]:
+                p[12] = cum
+            elif cum > p[13]:
+                p[13] = cum
+    return [
+        (symbol, p[0], minute, p[2], p[4], p[5], p[7], p[10], p[11], p[3], p[8], p[12], p[13])
+        for (symbol, minute), p in acc.items()
+    ]
+
+
+def _volume(cum_high: str, cum_low: str, row: str) -> str:
+    """SQL for a candle's volume from its final cumulative range and the stored candle before
+    it (``row`` names the candle's key/trading day/session columns)."""
+    return f"""CASE WHEN {cum_high} IS NULL THEN 0 ELSE greatest(0, {cum_high} - coalesce(
+            (SELECT CASE WHEN p.trading_day = {row}.trading_day
+                         THEN coalesce(p.cum_high, {cum_low}) END
+             FROM candles p
+             WHERE p.symbol = {row}.symbol AND p.interval = {row}.interval
+               AND p.start < {row}.start
+             ORDER BY p.start DESC LIMIT 1),
+            CASE WHEN {row}.session_first THEN 0 ELSE {cum_low} END)) END"""
+
+
+_NEW_VOLUME: Final = _volume("p0.cum_high", "p0.cum_low", "p0")
+_UPDATED_VOLUME: Final = _volume(
+    "greatest(c.cum_high, p.cum_high)", "least(c.cum_low, p.cum_low)", "c"
+)
+_RETURNED: Final = f"""{", ".join("c." + col.strip() for col in _CANDLE_COLUMNS.split(","))},
+    EXISTS (SELECT 1 FROM candles s WHERE s.symbol = c.symbol AND s.interval = c.interval
+            AND s.start > c.start) AS has_next"""
+_MERGED_VOLUME: Final = _volume(
+    "greatest(c.cum_high, EXCLUDED.cum_high)", "least(c.cum_low, EXCLUDED.cum_low)", "c"
+)
+
+
+def _merge_into_candle(new: str, volume: str) -> str:
+    """The SET list that merges partial ``new`` into stored candle ``c``: the one definition of
+    the merge rules, used by the UPDATE of existing candles and by the insert's ON CONFLICT
+    (a candle another worker created meanwhile)."""
+    return f"""open = CASE WHEN {new}.first_at < c.first_at THEN {new}.open ELSE c.open END,
+        high = greatest(c.high, {new}.high),
+        low = least(c.low, {new}.low),
+        close = CASE WHEN {new}.last_at >= c.last_at THEN {new}.close ELSE c.close END,
+        oi = CASE WHEN {new}.last_at >= c.last_at THEN coalesce({new}.oi, c.oi)
+                  ELSE coalesce(c.oi, {new}.oi) END,
+        ticks = c.ticks + {new}.ticks,
+        first_at = least(c.first_at, {new}.first_at),
+        last_at = greatest(c.last_at, {new}.last_at),
+        cum_low = least(c.cum_low, {new}.cum_low),
+        cum_high = greatest(c.cum_high, {new}.cum_high),
+        volume = {volume},
+        updated_at = now()"""
+
+
+MERGE_CANDLES: Final = f"""
+WITH buckets AS MATERIALIZED (
+    -- Session alignment once per exchange and minute of the batch, not once per symbol.
+    SELECT k.exchange, k.start AS minute, steps.name AS interval, b.bucket, k.trading_day,
+           b.bucket <= (k.trading_day + k.open_at) AT TIME ZONE k.tz AS session_first
+    FROM (SELECT DISTINCT m.exchange, m.start, coalesce(e.timezone, 'UTC') AS tz,
+                 coalesce(e.session_open, time '00:00') AS open_at,
+                 (m.start AT TIME ZONE coalesce(e.timezone, 'UTC'))::date AS trading_day
+          FROM {MINUTES_TABLE} m LEFT JOIN exchanges e ON e.code = m.exchange) k
+    CROSS JOIN {STEPS_SQL}
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN steps.name = '1m' THEN k.start
+                    ELSE mp_bucket_start(k.start, steps.step, k.tz, k.open_at) END AS bucket
+    ) b
 ),
 partial AS (
-    SELECT symbol, interval, bucket AS start,
-           min(trading_day) AS trading_day, min(exchange) AS exchange,
-           (array_agg(open ORDER BY first_at))[1] AS open,
-           max(high) AS high, min(low) AS low,
-           (array_agg(close ORDER BY last_at DESC))[1] AS close,
-           (array_agg(oi ORDER BY last_at DESC) FILTER (WHERE oi IS NOT NULL))[1] AS oi,
-           sum(ticks) AS ticks, min(first_at) AS first_at, max(last_at) AS last_at,
-           min(cum_low) AS cum_low, max(cum_high) AS cum_high,
-           bool_or(bucket <= (trading_day + open_at) AT TIME ZONE tz) AS session_first
-    FROM bucketed GROUP BY symbol, interval, bucket
+    -- A 1m partial is already one candle; coarser intervals roll the minutes up.
+    SELECT m.symbol, b.interval, b.bucket AS start, b.trading_day, m.exchange, m.open, m.high,
+           m.low, m.close, m.oi, m.ticks::bigint, m.first_at, m.last_at, m.cum_low,
+           m.cum_high, b.session_first
+    FROM {MINUTES_TABLE} m
+    JOIN buckets b ON b.interval = '1m' AND b.exchange = m.exchange AND b.minute = m.start
+    UNION ALL
+    SELECT m.symbol, b.interval, b.bucket,
+           min(b.trading_day), min(m.exchange),
+           (array_agg(m.open ORDER BY m.first_at))[1],
+           max(m.high), min(m.low),
+           (array_agg(m.close ORDER BY m.last_at DESC))[1],
+           (array_agg(m.oi ORDER BY m.last_at DESC) FILTER (WHERE m.oi IS NOT NULL))[1],
+           sum(m.ticks), min(m.first_at), max(m.last_at),
+           min(m.cum_low), max(m.cum_high), bool_or(b.session_first)
+    FROM {MINUTES_TABLE} m
+    JOIN buckets b ON b.interval <> '1m' AND b.exchange = m.exchange AND b.minute = m.start
+    GROUP BY m.symbol, b.interval, b.bucket
 ),
-merged AS (
+series AS (
+    -- A series with several buckets in one batch has a predecessor the merge cannot see.
+    SELECT symbol, interval FROM partial GROUP BY symbol, interval HAVING count(*) > 1
+),
+updated AS (
+    -- Candles that exist: one UPDATE each (an upsert would lock each row before updating it).
+    UPDATE candles c SET
+        {_merge_into_candle("p", _UPDATED_VOLUME)}
+    FROM partial p
+    WHERE c.symbol = p.symbol AND c.interval = p.interval AND c.start = p.start
+      AND c.status <> 'reconciled'
+    RETURNING {_RETURNED}
+),
+inserted AS (
+    -- New candles; a candle another worker created meanwhile is merged by the same rules.
     INSERT INTO candles AS c (symbol, interval, start, trading_day, exchange, open, high, low,
                               close, oi, ticks, first_at, last_at, cum_low, cum_high,
-                              session_first)
+                              session_first, volume)
     SELECT symbol, interval, start, trading_day, exchange, open, high, low, close, oi, ticks,
-           first_at, last_at, cum_low, cum_high, session_first
-    FROM partial
+           first_at, last_at, cum_low, cum_high, session_first, {_NEW_VOLUME}
+    FROM partial p0
+    WHERE NOT EXISTS (SELECT 1 FROM candles e WHERE e.symbol = p0.symbol
+                      AND e.interval = p0.interval AND e.start = p0.start)
     ON CONFLICT (symbol, interval, start) DO UPDATE SET
-        open = CASE WHEN EXCLUDED.first_at < c.first_at THEN EXCLUDED.open ELSE c.open END,
-        high = greatest(c.high, EXCLUDED.high),
-        low = least(c.low, EXCLUDED.low),
-        close = CASE WHEN EXCLUDED.last_at >= c.last_at THEN EXCLUDED.close ELSE c.close END,
-        oi = CASE WHEN EXCLUDED.last_at >= c.last_at THEN coalesce(EXCLUDED.oi, c.oi)
-                  ELSE coalesce(c.oi, EXCLUDED.oi) END,
-        ticks = c.ticks + EXCLUDED.ticks,
-        first_at = least(c.first_at, EXCLUDED.first_at),
-        last_at = greatest(c.last_at, EXCLUDED.last_at),
-        cum_low = least(c.cum_low, EXCLUDED.cum_low),
-        cum_high = greatest(c.cum_high, EXCLUDED.cum_high),
-        updated_at = now()
+        {_merge_into_candle("EXCLUDED", _MERGED_VOLUME)}
     WHERE c.status <> 'reconciled'
-    RETURNING symbol, interval, start
-)
-SELECT (SELECT count(*) FROM moved) AS stored,
-       (SELECT array_agg(symbol) FROM merged) AS symbols,
-       (SELECT array_agg(interval) FROM merged) AS intervals,
-       (SELECT array_agg(start) FROM merged) AS starts
+    RETURNING {_RETURNED}
+),
+merged AS (SELECT * FROM updated UNION ALL SELECT * FROM inserted)
+SELECT m.*, m.has_next OR s.symbol IS NOT NULL AS recompute
+FROM merged m LEFT JOIN series s ON s.symbol = m.symbol AND s.interval = m.interval
 """
-"""Move staged ticks into ``ticks`` and merge the new ones into candles (format with the
-column list and the staging table)."""
+"""Roll the batch's 1m partials up into every interval and merge them into ``candles``, volume
+included; returns the touched candles and whether their series needs :data:`UPDATE_VOLUMES`."""
 
 UPDATE_VOLUMES: Final = f"""
 WITH touched AS (
@@ -127,18 +272,14 @@ targets AS (
         ORDER BY s.start LIMIT 1
     ) n
 )
-UPDATE candles c SET volume = CASE WHEN c.cum_high IS NULL THEN 0 ELSE greatest(0,
-        c.cum_high - coalesce(
-            (SELECT coalesce(p.cum_high, c.cum_low) FROM candles p
-             WHERE p.symbol = c.symbol AND p.interval = c.interval
-               AND p.trading_day = c.trading_day AND p.start < c.start
-             ORDER BY p.start DESC LIMIT 1),
-            CASE WHEN c.session_first THEN 0 ELSE c.cum_low END)) END
+UPDATE candles c SET volume = {_volume("c.cum_high", "c.cum_low", "c")}
 FROM targets
 WHERE c.symbol = targets.symbol AND c.interval = targets.interval AND c.start = targets.start
   AND c.status <> 'reconciled'
 RETURNING {", ".join("c." + col.strip() for col in _CANDLE_COLUMNS.split(","))}
 """
+"""Recompute the volumes of the given candles ($1 symbols, $2 intervals, $3 starts) and of
+their successors from what is stored now; returns them as stored."""
 
 CLOSE_DUE: Final = f"""
 WITH ending AS (
@@ -189,15 +330,22 @@ def candle_from_record(record: asyncpg.Record) -> Candle:
     )  # fmt: skip
 
 
-async def update_volumes(conn: Connection, touched: asyncpg.Record) -> list[Candle]:
-    """Recompute volumes of the candles a merge touched (and their successors); returns the
-    touched candles as stored, for live publishing."""
-    if not touched["symbols"]:
+async def merge_candles(conn: Connection, partials: list[MinutePartial]) -> list[Candle]:
+    """Merge one batch's 1m partials into every interval (inside the caller's transaction);
+    returns every candle the batch changed, as stored, for live publishing."""
+    if not partials:
         return []
-    rows = await conn.fetch(
-        UPDATE_VOLUMES, touched["symbols"], touched["intervals"], touched["starts"]
-    )
-    return [candle_from_record(r) for r in rows]
+    await conn.copy_records_to_table(MINUTES_TABLE, records=partials, columns=MINUTE_COLUMNS)
+    merged = await conn.fetch(MERGE_CANDLES)
+    redo = [r for r in merged if r["recompute"]]
+    if not redo:
+        return [candle_from_record(r) for r in merged]
+    fixed = await conn.fetch(
+        UPDATE_VOLUMES,
+        [r["symbol"] for r in redo], [r["interval"] for r in redo], [r["start"] for r in redo],
+    )  # fmt: skip
+    final = {(r["symbol"], r["interval"], r["start"]): r for r in (*merged, *fixed)}
+    return [candle_from_record(r) for r in final.values()]
 
 
 async def close_due_candles(conn: Connection, grace_seconds: float) -> None:

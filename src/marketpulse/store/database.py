@@ -26,6 +26,9 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresError,
     OSError,
     asyncpg.InterfaceError,
+    # A server shutting down mid-statement can leave a pooled connection's protocol state
+    # machine confused ("cannot switch to state 11; another operation is in progress").
+    asyncpg.InternalClientError,
 )
 """What a database outage looks like to asyncpg callers: catch these, report, keep running."""
 

@@ -1,19 +1,23 @@
 """Ticks → rows of the ``ticks`` table, written idempotently with binary COPY.
 
-COPY cannot skip duplicates, so a batch is copied into a per-session temporary staging table and
-moved with ``INSERT … ON CONFLICT DO NOTHING`` in the same transaction: a firehose entry that is
-delivered twice (a worker crashed after commit but before XACK) is stored once.
+A batch is COPYed straight into ``ticks`` under a savepoint: the table's unique key (stream,
+entry id, time) rejects the whole COPY if any entry was stored before. Only then — after a
+redelivery (a worker crashed after commit but before XACK, or claimed a dead worker's entries)
+— is the batch copied into a per-session temporary staging table and moved with
+``INSERT … ON CONFLICT DO NOTHING``, in the same transaction: a firehose entry delivered twice
+is stored once, and the common case pays for one COPY instead of a COPY plus an INSERT.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any, Final
 
 import asyncpg
 
 from marketpulse.model import Candle, Tick
-from marketpulse.store.candles import MOVE_WITH_CANDLES, update_volumes
+from marketpulse.store.candles import CREATE_MINUTES, merge_candles, minute_partials
 from marketpulse.store.database import Connection
 
 COLUMNS: Final[tuple[str, ...]] = (
@@ -30,9 +34,12 @@ _CREATE_STAGING: Final = (
 _COLUMN_LIST: Final = ", ".join(COLUMNS)
 _MOVE: Final = (
     f"INSERT INTO ticks ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} "
-    "ON CONFLICT DO NOTHING"
+    "ON CONFLICT DO NOTHING RETURNING stream, stream_id, time"
 )
-_MOVE_WITH_CANDLES: Final = MOVE_WITH_CANDLES.format(columns=_COLUMN_LIST, staging=_STAGING)
+_KEY: Final = itemgetter(COLUMNS.index("stream"), COLUMNS.index("stream_id"), COLUMNS.index("time"))
+_CANDLE_FIELDS: Final = itemgetter(
+    *(COLUMNS.index(c) for c in ("time", "symbol", "exchange", "ltp", "volume", "oi", "ts_recv"))
+)
 
 Row = tuple[Any, ...]
 
@@ -66,25 +73,49 @@ def row_days(rows: list[Row]) -> set[date]:
     return {row[0].date() for row in rows}
 
 
+def keep_stored(rows: list[Row], stored: list[asyncpg.Record]) -> list[Row]:
+    """The rows whose keys ``stored`` lists, each key once (a batch can hold one entry
+    twice): the ticks a redelivery-aware move actually inserted."""
+    keys = {(r["stream"], r["stream_id"], r["time"]) for r in stored}
+    out = []
+    for row in rows:
+        key = _KEY(row)
+        if key in keys:
+            keys.discard(key)
+            out.append(row)
+    return out
+
+
 async def prepare_connection(conn: asyncpg.Connection) -> None:
-    """Pool ``init`` hook: every pooled connection gets its staging table once."""
+    """Pool ``init`` hook: every pooled connection gets its staging tables once."""
     await conn.execute(_CREATE_STAGING)
+    await conn.execute(CREATE_MINUTES)
+
+
+async def _store_new(conn: Connection, rows: list[Row]) -> list[Row]:
+    """Store ``rows`` exactly once (inside the caller's transaction); returns the rows that
+    were new — all of them unless the batch was (partly) delivered before."""
+    try:
+        async with conn.transaction():  # a savepoint: a duplicate undoes only this COPY
+            await conn.copy_records_to_table("ticks", records=rows, columns=COLUMNS)
+        return rows
+    except asyncpg.UniqueViolationError:
+        pass
+    await conn.copy_records_to_table(_STAGING, records=rows, columns=COLUMNS)
+    return keep_stored(rows, await conn.fetch(_MOVE))
 
 
 async def copy_ticks(conn: Connection, rows: list[Row]) -> int:
     """Store ``rows`` exactly once; returns how many were new (the rest were redeliveries)."""
     async with conn.transaction():
-        await conn.copy_records_to_table(_STAGING, records=rows, columns=COLUMNS)
-        status = await conn.execute(_MOVE)
-    return int(status.rsplit(" ", 1)[1])
+        new = await _store_new(conn, rows)
+    return len(new)
 
 
 async def copy_ticks_with_candles(conn: Connection, rows: list[Row]) -> tuple[int, list[Candle]]:
     """:func:`copy_ticks`, and the newly stored ticks merged into candles in the same
-    transaction; returns the count of new ticks and the candles they changed."""
+    transaction; returns the count of new ticks and every candle they changed."""
     async with conn.transaction():
-        await conn.copy_records_to_table(_STAGING, records=rows, columns=COLUMNS)
-        touched = await conn.fetchrow(_MOVE_WITH_CANDLES)
-        assert touched is not None
-        candles = await update_volumes(conn, touched)
-    return int(touched["stored"]), candles
+        new = await _store_new(conn, rows)
+        candles = await merge_candles(conn, minute_partials(map(_CANDLE_FIELDS, new)))
+    return len(new), candles

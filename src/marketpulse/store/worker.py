@@ -21,7 +21,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from marketpulse.bus.candles import publish_candles
+from marketpulse.bus.candles import CandlePublisher
 from marketpulse.bus.firehose import TICK_FIELD, Entry, stream_entries
 from marketpulse.config import Settings
 from marketpulse.model import Candle, decode_tick
@@ -62,6 +62,7 @@ class TickStoreWorker:
         self._stopping = asyncio.Event()
         self._last_claim = 0.0
         self._last_close = 0.0
+        self._candle_publisher: CandlePublisher | None = None
         self.stored = 0
         self.candles_updated = 0
         self.duplicates = 0
@@ -118,6 +119,8 @@ class TickStoreWorker:
             await self._close_candles()
         await self._drain()
         await self._close_candles(force=True)
+        if self._candle_publisher is not None:
+            await self._candle_publisher.close()
 
     async def _drain(self, budget_seconds: float = 5.0) -> None:
         """On a graceful stop, store what is already in the firehose (for a bounded time)."""
@@ -239,7 +242,10 @@ class TickStoreWorker:
         self.candles_updated += len(candles)
         try:
             await self._redis.hincrby(self._settings.stats_key, "stored", new)
-            await publish_candles(self._redis, self._settings, candles)
+            if candles:
+                if self._candle_publisher is None:
+                    self._candle_publisher = CandlePublisher(self._settings)
+                await self._candle_publisher.publish(candles)
         except (RedisError, OSError) as exc:
             await self._redis_failed(exc)
 
