@@ -62,7 +62,7 @@ async def _publish_rate(url: str, ticks: list[Tick], streams: bool, history: boo
             await task
             best = max(best, len(ticks) / (time.perf_counter() - started))
     finally:
-        for pattern in (f"{tag}:*", f"{tag}m:*", f"{tag}s:*"):
+        for pattern in (f"{{{tag}}}:*", f"{tag}m:*", f"{tag}s:*"):
             keys = [k async for k in redis.scan_iter(match=pattern, count=1000)]
             for i in range(0, len(keys), 500):
                 await redis.delete(*keys[i : i + 500])

@@ -44,15 +44,18 @@ def test_bench_e2e_with_the_kite_generator_stores_every_tick_and_writes_a_comple
         assert heading in result.output
 
 
-def test_bench_e2e_with_the_simulator_in_one_service_process_loses_nothing(
+def test_bench_e2e_with_the_simulator_in_one_service_process_and_batch_clients_loses_nothing(
     server_urls: tuple[str, str],
 ) -> None:
     redis_url, database_url = server_urls
     scenario = Scenario(feed="sim", rate=500, instruments=60, clients=2, channels_per_client=10,
                         duration=3, warmup=1, roles=parse_roles("ingest+store+api"),
-                        ceilings=False)  # fmt: skip
+                        ceilings=False, batch=True)  # fmt: skip
     report = run_scenario(scenario, redis_url=redis_url, database_url=database_url)
     assert report.complete(), report.as_dict()
     assert report.storage_loss == 0
     assert report.counts.stored == report.counts.published > 0
     assert set(report.roles) >= {"ingest+store+api", "clients"}
+    # Batch frames are counted per data message they carry, each with its own latency sample.
+    result = report.as_dict()
+    assert result["latency"]["samples"] == result["counts"]["delivered"] > 0

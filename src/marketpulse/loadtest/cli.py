@@ -37,6 +37,9 @@ def e2e(
     deflate: Annotated[
         bool, typer.Option(help="clients offer permessage-deflate (browsers do)")
     ] = True,
+    batch: Annotated[
+        bool, typer.Option(help="clients ask for batch frames (/ws?batch=true)")
+    ] = False,
     ceilings: Annotated[
         bool, typer.Option(help="also measure the XADD / COPY / bare-websockets ceilings")
     ] = True,
@@ -58,7 +61,7 @@ def e2e(
             feed=feed, rate=rate, instruments=instruments, clients=clients,  # type: ignore[arg-type]
             channels_per_client=channels_per_client, duration=duration, warmup=warmup,
             roles=parse_roles(roles), client_processes=client_processes, deflate=deflate,
-            ceilings=ceilings,
+            batch=batch, ceilings=ceilings,
         ).validate()  # fmt: skip
     except ScenarioError as exc:
         _console.print(f"[bold red]error:[/] {exc}")

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 _TS_RECV = re.compile(r'"ts_recv":(\d+)')
 _DATA_PREFIX = '{"message_type":"data"'
+_BATCH_PREFIX = '{"message_type":"batch"'
 END = "END"
 
 
@@ -104,25 +105,28 @@ class Worker:
     async def _receive(self, ws: ClientConnection, tally: ClientTally, until_end: bool) -> None:
         latencies = self.latencies
         timeline = self.timeline
-        search = _TS_RECV.search
+        find_all = _TS_RECV.findall
         async for message in ws:
             now = time.time_ns()
             if not isinstance(message, str):
                 continue
-            if not message.startswith(_DATA_PREFIX):
+            if message.startswith(_DATA_PREFIX):
+                count = 1
+            elif message.startswith(_BATCH_PREFIX):
+                count = message.count(_DATA_PREFIX)  # every data message of the frame
+            else:
                 if until_end and message == END:
                     tally.end_ns = now
                     return
                 continue
-            tally.received += 1
+            tally.received += count
             if not tally.first_ns:
                 tally.first_ns = now
             tally.last_ns = now
             second = now // 1_000_000_000
-            timeline[second] = timeline.get(second, 0) + 1
-            found = search(message)
-            if found is not None:
-                latencies.append(now - int(found.group(1)))
+            timeline[second] = timeline.get(second, 0) + count
+            for stamp in find_all(message):
+                latencies.append(now - int(stamp))
             self.last_message = time.monotonic()
 
     async def run(self, until_end: bool, quiet: float) -> None:

@@ -207,7 +207,7 @@ class Run:
             "SYMBOL_STREAM_PREFIX": f"mpe2e-{tag}-stream", "FEEDS": s.feed, "SUBSCRIBE": "",
             "SYMBOLS_FILE": str(symbols_file), "SUBSCRIBE_MODE": "full",
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-            "API_HOST": "127.0.0.1", "API_PORT": str(api_port),
+            "API_HOST": "127.0.0.1", "API_PORT": str(api_port), "AUTH_ENABLED": "false",
             "SIM_TICKS_PER_SECOND": str(s.rate), "SIM_EXTRA_INSTRUMENTS": str(
                 s.extra_instruments), "SIM_ALWAYS_OPEN": "true", "SIM_SEED": str(s.seed),
         })  # fmt: skip
@@ -261,7 +261,7 @@ class Run:
     async def _spawn_clients(self) -> None:
         s = self.scenario
         self.progress(f"connecting {s.clients} WebSocket clients")
-        url = f"ws://127.0.0.1:{self.api_port}/ws"
+        url = f"ws://127.0.0.1:{self.api_port}/ws" + ("?batch=true" if s.batch else "")
         workers = []
         for index, share in enumerate(split_evenly(self.channels, s.worker_count)):
             spec = self.dir / f"channels-{index}.json"
@@ -479,7 +479,7 @@ class Run:
         with contextlib.suppress(Exception):
             await self.http.aclose()
         with contextlib.suppress(Exception):
-            for prefix in (f"mpe2e-{self.tag}",):
+            for prefix in (f"mpe2e-{self.tag}", f"{{mpe2e-{self.tag}}}"):  # + hash-tagged keys
                 keys = [k async for k in self.redis.scan_iter(match=f"{prefix}*", count=1000)]
                 for i in range(0, len(keys), 1000):
                     await self.redis.delete(*keys[i : i + 1000])

@@ -41,6 +41,8 @@ class Scenario:
     """0 = one client process per 50 clients, at most 4."""
     deflate: bool = True
     """Clients offer permessage-deflate, as browsers and the ``websockets`` library do."""
+    batch: bool = False
+    """Clients connect with ``/ws?batch=true`` and get their queued data messages per frame."""
     ceilings: bool = True
     seed: int = 42
 

@@ -1,8 +1,14 @@
 """``WS /ws``: subscribe to channels, receive ``data`` messages.
 
+Authentication (unless ``AUTH_ENABLED=false``): ``/ws?token=<access token or API key>``, or
+a first message ``{"action": "auth", "token": ...}``; otherwise the socket closes with 4401.
 Client → server: ``{"message_type": "subscribe" | "unsubscribe", "channel": "RELIANCE.NSE"}``.
 Server → client: ``info`` (acknowledgements), ``error`` (a bad request, the socket stays open)
 and ``data`` (``{"message_type": "data", "channel": ..., "data": <Tick JSON>}``).
+
+Opt-in batching: ``/ws?batch=true`` makes the server send the data messages that queued up
+while it was writing as one frame, ``{"message_type": "batch", "messages": [<data>, ...]}``
+(the same data messages, in one frame and one socket write; ``info``/``error`` stay single).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from redis.exceptions import RedisError
 
 from marketpulse.api.deps import HubDep, RedisDep, SettingsDep
 from marketpulse.api.hub import CLOSE_TOO_SLOW, Client, Hub
+from marketpulse.api.security import authenticate_websocket
 from marketpulse.bus.candles import candle_channel, parse_candle_channel
 from marketpulse.config import Settings
 from marketpulse.feeds.history import parse_interval
@@ -50,12 +57,18 @@ async def websocket_endpoint(
     websocket: WebSocket, hub: HubDep, redis: RedisDep, settings: SettingsDep
 ) -> None:
     await websocket.accept()
+    if await authenticate_websocket(websocket) is None:
+        return  # closed with 4401 and the reason
+    batch = _batch_option(websocket.query_params.get("batch"))
     client = Client(
         websocket.send_text,
         max_pending=settings.ws_client_queue_size,
         max_lag=settings.ws_client_max_lag_seconds,
+        batch=batch is True,
     )
     hub.add(client)
+    if batch is None:
+        client.tell(_error("batch must be true or false; sending unbatched", 422))
     client.tell(_info('connected; send {"message_type": "subscribe", "channel": "RELIANCE.NSE"}'))
     writer = asyncio.create_task(client.write_loop())
     reader = asyncio.create_task(_read_loop(websocket, client, hub, redis, settings))
@@ -114,6 +127,13 @@ async def _read_loop(
                 client.tell(_info(f"unsubscribed from {channel}", channel=channel))
     except WebSocketDisconnect:
         return
+
+
+def _batch_option(value: str | None) -> bool | None:
+    """``?batch=`` as a flag: absent = off, ``None`` for a value that is not a boolean."""
+    if value is None:
+        return False
+    return {"true": True, "1": True, "false": False, "0": False}.get(value.strip().lower())
 
 
 def channel_of(text: str) -> tuple[str, str]:
