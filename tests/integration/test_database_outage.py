@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from marketpulse.model import Mode, Tick
 from marketpulse.store.database import create_pool, upgrade
 from marketpulse.store.ticks import prepare_connection
 from marketpulse.store.worker import TickStoreWorker
+from tests.support.polling import until
 from tests.support.ticks import sample_ticks
 
 
@@ -43,11 +44,16 @@ async def publish(settings: Settings, batch: list[Tick]) -> None:
     await asyncio.wait_for(task, 10)
 
 
-async def until(condition: object, timeout: float = 30.0) -> None:
-    assert callable(condition)
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
+def worker_reached(task: asyncio.Task[None], condition: Callable[[], bool]) -> Callable[[], bool]:
+    """``condition``, but a worker that died surfaces its exception instead of a timeout."""
+
+    def check() -> bool:
+        if task.done():
+            task.result()
+            raise AssertionError("the store worker stopped on its own")
+        return condition()
+
+    return check
 
 
 async def test_ticks_published_during_a_database_outage_are_stored_once_it_returns(
@@ -61,17 +67,17 @@ async def test_ticks_published_during_a_database_outage_are_stored_once_it_retur
     worker = TickStoreWorker(redis, pool, settings)
     task = asyncio.create_task(worker.run())
     await publish(settings, sample_ticks(300, 1, Mode.QUOTE))
-    await until(lambda: worker.stored >= 300)
+    await until(worker_reached(task, lambda: worker.stored >= 300))
 
     await asyncio.to_thread(private_postgres.stop)
     await publish(settings, sample_ticks(400, 2, Mode.QUOTE))
-    await until(lambda: not worker.database_ok)
+    await until(worker_reached(task, lambda: not worker.database_ok))
     pending = sum([(await redis.xpending(k, "store"))["pending"] for k in settings.firehose_keys])
     assert pending > 0  # read, not acknowledged: still in Redis
 
     await asyncio.to_thread(private_postgres.start)
     assert private_postgres.database_url == url  # same port: clients simply reconnect
-    await until(lambda: worker.stored >= 700 and worker.database_ok)
+    await until(worker_reached(task, lambda: worker.stored >= 700 and worker.database_ok))
     worker.stop()
     await asyncio.wait_for(task, 30)
     rows = await pool.fetch("SELECT stream, stream_id FROM ticks")
