@@ -128,6 +128,7 @@ async def settings(
         database_url=database_url,
         marketpulse_home=tmp_path / "home",
         environment="test",
+        auth_enabled=False,  # tests/integration/auth turns it on for what it proves
         api_port=0,
         redis_key_prefix=f"mpt-{tag}",
         cache_key_prefix=f"mkt-{tag}",
@@ -141,7 +142,8 @@ async def settings(
         reconnect_max_seconds=0.5,
     )
     yield value
-    for prefix in (value.redis_key_prefix, value.cache_key_prefix, value.symbol_stream_prefix):
+    for prefix in (value.redis_key_prefix, value.bus_tag, value.cache_key_prefix,
+                   value.symbol_stream_prefix):  # fmt: skip
         keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
         if keys:
             await redis.delete(*keys)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -14,6 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from marketpulse.accounts.cli import users_app
 from marketpulse.config import Settings
 from marketpulse.loadtest.cli import bench_app
 from marketpulse.telemetry import configure_logging
@@ -35,6 +37,7 @@ login_app = typer.Typer(
 )
 app.add_typer(login_app, name="login")
 app.add_typer(bench_app, name="bench")
+app.add_typer(users_app, name="users")
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -134,6 +137,12 @@ def demo(
         api_port=port, api_host=host, sim_ticks_per_second=rate, marketpulse_home=home,
         sim_always_open=True, feeds=["sim"],
     )  # fmt: skip
+    if "auth_enabled" not in Settings().model_fields_set and settings.environment != "production":
+        settings = settings.model_copy(update={"auth_enabled": False})
+        logging.getLogger("marketpulse.demo").warning(
+            "authentication is OFF in the demo (every caller is admin); set AUTH_ENABLED=true "
+            "to require logins"
+        )
     _run(settings, ALL_ROLES, banner=True)
 
 
@@ -233,12 +242,67 @@ def db_upgrade(
     _with_database(migrate)
 
 
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision, e.g. 0005")],
+) -> None:
+    """Undo migrations down to ``revision`` (e.g. 0005, to redo 0006 after installing
+    TimescaleDB)."""
+    from marketpulse.config import redact_url
+    from marketpulse.store.database import downgrade_sync
+
+    def migrate(url: str) -> None:
+        downgrade_sync(url, revision)
+        console.print(f"database {redact_url(url)} migrated down to {revision}", highlight=False)
+
+    _with_database(migrate)
+
+
 @db_app.command("current")
 def db_current() -> None:
     """Show the schema revision the database is at."""
     from marketpulse.store.database import current_revision_sync
 
     _with_database(lambda url: console.print(f"revision: {current_revision_sync(url)}"))
+
+
+@db_app.command("seed")
+def db_seed() -> None:
+    """Load exchanges, NIFTY sectors and the demo universe (idempotent; migrates first)."""
+    from rich.progress import Progress as RichProgress
+    from rich.table import Table
+
+    from marketpulse.seed import seed_reference_data
+    from marketpulse.store.database import create_pool, upgrade
+
+    settings = _settings()
+
+    def action(url: str) -> None:
+        async def run() -> None:
+            await upgrade(url)
+            pool = await create_pool(url, max_size=2)
+            try:
+                with RichProgress(console=console, transient=True) as bar:
+                    task = bar.add_task("seeding", total=4)
+                    report = await seed_reference_data(
+                        pool, settings,
+                        lambda step, done, total: bar.update(task, completed=done, total=total,
+                                                             description=f"seeded {step}"),
+                    )  # fmt: skip
+            finally:
+                await pool.close()
+            table = Table("step", "inserted", "updated", "unchanged", title="seed")
+            for step, counts in report.steps.items():
+                table.add_row(step, str(counts.inserted), str(counts.updated),
+                              str(counts.unchanged))  # fmt: skip
+            console.print(table)
+            for note in report.notes:
+                console.print(f"note: {note}", highlight=False)
+            console.print("changed" if report.changed else "nothing to change", highlight=False)
+
+        asyncio.run(run())
+
+    _with_database(action, settings)
 
 
 @app.command("record")

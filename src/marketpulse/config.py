@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -22,6 +22,10 @@ def redact_url(url: str) -> str:
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
 
+
+# Development only: the service refuses to start with it when ENVIRONMENT=production.
+DEFAULT_JWT_SECRET = "marketpulse-development-secret-change-me"
+MIN_JWT_SECRET_LENGTH = 32
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off", ""}
@@ -77,6 +81,67 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
 
+    # --- Accounts and security (issue #9)
+    credentials_encryption_key: SecretStr | None = Field(
+        None, description="Fernet key that encrypts broker credentials stored in PostgreSQL"
+    )
+    auth_enabled: bool = Field(
+        True, description="false = every caller is an anonymous admin (never in production)"
+    )
+    jwt_secret: SecretStr = Field(
+        SecretStr(DEFAULT_JWT_SECRET),
+        description="HS256 key of access tokens; production needs your own of 32+ characters",
+    )
+    jwt_access_ttl_seconds: int = Field(900, ge=1, description="access token lifetime")
+    jwt_refresh_ttl_seconds: int = Field(
+        14 * 86_400, ge=60, description="refresh token lifetime (each refresh rotates it)"
+    )
+    login_max_attempts: int = Field(
+        5, ge=1, description="consecutive wrong passwords that lock an account"
+    )
+    login_lockout_seconds: float = Field(900.0, gt=0, description="how long a lockout lasts")
+    login_rate_limit: int = Field(
+        20, ge=1, description="login attempts per client address per LOGIN_RATE_WINDOW_SECONDS"
+    )
+    login_rate_window_seconds: int = Field(60, ge=1)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins allowed by CORS (empty = off)"
+    )
+    oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer URL (its discovery document); unset = no OIDC"
+    )
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_uri: str | None = Field(
+        None, description="this service's /auth/oidc/callback URL as registered at the issuer"
+    )
+    oidc_scopes: str = "openid email profile"
+    oidc_auto_create: bool = Field(
+        True, description="create a user (role user) on a first OIDC login"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_production_security(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if not self.auth_enabled:
+            raise ValueError("AUTH_ENABLED=false is not allowed when ENVIRONMENT=production")
+        secret = self.jwt_secret.get_secret_value()
+        if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_JWT_SECRET_LENGTH:
+            raise ValueError(
+                "JWT_SECRET must be set to a random value of at least "
+                f"{MIN_JWT_SECRET_LENGTH} characters when ENVIRONMENT=production "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
     # --- API
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
@@ -86,8 +151,16 @@ class Settings(BaseSettings):
     ws_client_max_lag_seconds: float = Field(
         5.0, gt=0, description="a client that cannot drain its queue for this long is dropped"
     )
+    ws_compression: bool = Field(
+        False,
+        description="accept WebSocket permessage-deflate; off: every message would be "
+        "compressed once per client, and tick JSON is small (CPU matters more than bytes)",
+    )
 
     # --- Redis data plane
+    redis_cluster: Literal["auto", "true", "false"] = Field(
+        "auto", description="Redis Cluster client: auto = ask the server (INFO cluster)"
+    )
     redis_key_prefix: str = Field("mp", description="prefix of marketpulse's internal keys")
     cache_key_prefix: str = Field("market", description="prefix of snapshot keys")
     cache_ttl_seconds: int = Field(300, ge=1)
@@ -117,13 +190,24 @@ class Settings(BaseSettings):
     )
 
     # --- store
-    tick_buffer_size: int = Field(1000, ge=1)
+    tick_buffer_size: int = Field(
+        10_000,
+        ge=1,
+        description="most ticks per store batch; a batch is also written every "
+        "FLUSH_INTERVAL_SECONDS, so this only binds under load, where the candle merge costs "
+        "per batch and larger batches keep the store ahead of the feed",
+    )
     flush_interval_seconds: float = Field(1.0, gt=0)
     store_consumer_group: str = "store"
     store_consumer_name: str | None = Field(None, description="default: hostname-pid")
     partition_days_ahead: int = Field(2, ge=0, le=60)
     tick_retention_days: int = Field(
         7, ge=0, description="days of ticks kept in PostgreSQL (0 = keep forever)"
+    )
+    timescaledb: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="make ticks/candles compressed hypertables at migration 0006: auto = when "
+        "the server offers TimescaleDB 2.11+, on = fail without it, off = never",
     )
     store_claim_idle_seconds: float = Field(
         60.0, gt=0, description="entries a dead store worker left pending this long are claimed"
@@ -326,10 +410,22 @@ class Settings(BaseSettings):
         """Where ingest parks firehose entries the store cannot take yet."""
         return self.ingest_spill_dir or self.marketpulse_home / "spill"
 
+    @property
+    def cluster_mode(self) -> bool | None:
+        """``REDIS_CLUSTER`` as the connection layer takes it: ``None`` = detect."""
+        return None if self.redis_cluster == "auto" else self.redis_cluster == "true"
+
+    @property
+    def bus_tag(self) -> str:
+        """The hash tag of every internal key (``{mp}``): the firehose shards, counters, control
+        stream and spill markers are read or written together (XREADGROUP over all shards, the
+        spill replay's MULTI/EXEC), so in a Redis Cluster they must live in one slot."""
+        return f"{{{self.redis_key_prefix}}}"
+
     def spill_marker_key(self, file_id: str) -> str:
         """Written with every chunk replayed from spill file ``file_id`` (the offset it reached),
         so a resend after a broken connection knows whether Redis already applied it."""
-        return f"{self.redis_key_prefix}:spill:replayed:{file_id}"
+        return f"{self.bus_tag}:spill:replayed:{file_id}"
 
     @cached_property
     def consumer_name(self) -> str:
@@ -339,39 +435,41 @@ class Settings(BaseSettings):
         return self.store_consumer_name or f"{socket.gethostname()}-{os.getpid()}"
 
     def firehose_key(self, shard: int) -> str:
-        return f"{self.redis_key_prefix}:ticks:{shard}"
+        return f"{self.bus_tag}:ticks:{shard}"
 
     @property
     def firehose_keys(self) -> list[str]:
         return [self.firehose_key(shard) for shard in range(self.firehose_shards)]
 
     def snapshot_key(self, security_id: str, packet_type: str) -> str:
-        return f"{self.cache_key_prefix}:{security_id}:{packet_type}"
+        """``market:{RELIANCE.NSE}:full``: the symbol is the hash tag, so a symbol's snapshots,
+        histories and stream share a cluster slot (read, expired and deleted together)."""
+        return f"{self.cache_key_prefix}:{{{security_id}}}:{packet_type}"
 
     def history_key(self, security_id: str, packet_type: str) -> str:
-        return f"{self.cache_key_prefix}:{security_id}:{packet_type}:history"
+        return f"{self.cache_key_prefix}:{{{security_id}}}:{packet_type}:history"
 
     def symbol_stream_key(self, symbol: str) -> str:
-        return f"{self.symbol_stream_prefix}:{symbol}"
+        return f"{self.symbol_stream_prefix}:{{{symbol}}}"
 
     @property
     def feeds_key(self) -> str:
-        return f"{self.redis_key_prefix}:feeds"
+        return f"{self.bus_tag}:feeds"
 
     @property
     def stats_key(self) -> str:
-        return f"{self.redis_key_prefix}:stats"
+        return f"{self.bus_tag}:stats"
 
     @property
     def subscriptions_key(self) -> str:
-        return f"{self.redis_key_prefix}:subscriptions"
+        return f"{self.bus_tag}:subscriptions"
 
     @property
     def candle_stream_key(self) -> str:
         """Live candle updates (fields ``k`` = channel ``candles:{interval}:{SYMBOL}``, ``t``)."""
-        return f"{self.redis_key_prefix}:candles"
+        return f"{self.bus_tag}:candles"
 
     @property
     def gaps_key(self) -> str:
         """Feed outages reported by ingest for the store role to record and repair."""
-        return f"{self.redis_key_prefix}:gaps"
+        return f"{self.bus_tag}:gaps"

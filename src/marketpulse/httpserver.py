@@ -38,10 +38,16 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app: Any) -> QuietServer:
+def make_server(app: Any, *, ws_per_message_deflate: bool = True) -> QuietServer:
+    """A quiet uvicorn server for ``app``.
+
+    ``ws_per_message_deflate`` decides whether WebSocket clients that offer permessage-deflate
+    get it. It is negotiated per connection, so with it on every message is compressed once
+    for every client: the API role turns it off by default (``WS_COMPRESSION``); the broker
+    emulators keep uvicorn's default (on), as the real brokers offer it."""
     config = uvicorn.Config(
         app, log_config=None, access_log=False, ws="websockets-sansio", lifespan="on",
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=3, ws_per_message_deflate=ws_per_message_deflate,
     )  # fmt: skip
     return QuietServer(config)
 

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from marketpulse.bus.connection import create_redis
 from marketpulse.bus.control import (
+    FEED_ACTIONS,
     ControlCommand,
     control_position,
     read_commands,
@@ -32,17 +33,20 @@ from marketpulse.bus.control import (
 from marketpulse.bus.gaps import OUTAGE_FIELD, OutageReport
 from marketpulse.bus.publisher import TickPublisher
 from marketpulse.bus.status import FeedReport, write_reports
-from marketpulse.config import Settings
+from marketpulse.config import Settings, read_symbols_file
+from marketpulse.credentials import CredentialStore
 from marketpulse.feeds.base import (
     ConnectionState,
     FeedAdapter,
+    FeedError,
     FeedOutage,
     FeedSupervisor,
     ReconnectPolicy,
 )
 from marketpulse.feeds.registry import build_feed, feed_spec
-from marketpulse.model import Mode, Tick
+from marketpulse.model import Mode, SymbolError, Tick, normalize_symbol
 from marketpulse.store.instruments import resolve_instruments
+from marketpulse.store.subscriptions import Source, persisted_for_feed, sync_configured
 from marketpulse.subscriptions import TrackedSymbol, remove_subscriptions, write_subscriptions
 
 log = logging.getLogger(__name__)
@@ -111,11 +115,14 @@ async def monitor_store_backlog(
 
 @dataclass(slots=True)
 class FeedRun:
-    """One running feed: its supervisor and what it streams (symbol → subscription)."""
+    """One feed of this process: its supervisor, what it streams (symbol → subscription) and
+    whether ``POST /api/ws/stop`` stopped it."""
 
     supervisor: FeedSupervisor
     tracked: dict[str, TrackedSymbol]
     symbol_of: dict[str, str]  # token → symbol, read by the sink for every tick
+    task: asyncio.Task[None] | None = None
+    stopped: bool = False
 
 
 class IngestService:
@@ -132,6 +139,8 @@ class IngestService:
         self._host = socket.gethostname()
         self._control_after: str | None = None
         self._outage_tasks: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
+        self._credentials = CredentialStore.in_home(settings.marketpulse_home)
 
     def _policy(self) -> ReconnectPolicy:
         s = self._settings
@@ -204,21 +213,62 @@ class IngestService:
         return await self._resolve_master(feed, items, mode)
 
     async def add_configured_feeds(self) -> None:
-        """Build every feed in ``FEEDS`` with its start-up subscriptions plus the wanted set
-        that ``POST /subscribe`` persisted (restored across restarts)."""
+        """Build every feed in ``FEEDS`` with its start-up subscriptions plus the persisted
+        ones (restored across restarts): the ``subscriptions`` table in PostgreSQL and the
+        wanted set in Redis that the subscription endpoints keep."""
         self._control_after = await control_position(self._redis, self._settings)
         for name in self._settings.feeds:
             adapter, tracked = await build_feed(name, self._settings, self.resolve)
             self.add_feed(adapter, tracked)
             restored = await wanted(self._redis, self._settings, name)
+            if self._pool is not None:
+                try:
+                    await self._record_configured(name, tracked)
+                except (asyncpg.PostgresError, OSError, ValueError) as exc:
+                    log.warning("%s: cannot record the configured subscriptions: %s", name, exc)
+                try:
+                    restored.update(await persisted_for_feed(self._pool, name))
+                except (asyncpg.PostgresError, OSError) as exc:
+                    log.error("%s: cannot read persisted subscriptions: %s", name, exc)
             by_mode: dict[str, list[str]] = {}
             for symbol, mode in restored.items():
-                by_mode.setdefault(mode, []).append(symbol)
+                if symbol not in self.feeds[name].tracked:
+                    by_mode.setdefault(mode, []).append(symbol)
             for mode, symbols in by_mode.items():
+                self._track(self.feeds[name], await self._restorable(name, symbols, mode))
+
+    async def _restorable(self, name: str, symbols: list[str], mode: str) -> list[TrackedSymbol]:
+        """``symbols`` resolved for feed ``name``; one the feed cannot stream (an every-feed
+        subscription another feed serves, a delisted instrument) is logged and left out rather
+        than keeping the others from being restored."""
+        try:
+            return await self._resolve_for(name, symbols, mode)
+        except Exception:
+            found: list[TrackedSymbol] = []
+            for symbol in symbols:
                 try:
-                    self._track(self.feeds[name], await self._resolve_for(name, symbols, mode))
+                    found += await self._resolve_for(name, [symbol], mode)
                 except Exception as exc:
-                    log.error("%s: cannot restore subscriptions %s: %s", name, symbols, exc)
+                    log.warning("%s: cannot restore the subscription of %s: %s", name, symbol,
+                                exc)  # fmt: skip
+            return found
+
+    async def _record_configured(self, name: str, tracked: list[TrackedSymbol]) -> None:
+        """Persist what ``SUBSCRIBE`` / ``SYMBOLS_FILE`` asked ``name`` to stream (not the
+        simulator's whole-universe default), so the subscriptions list shows every source."""
+        settings = self._settings
+        assert self._pool is not None
+        if not settings.subscribe:
+            return
+        from_file: set[str] = set()
+        if settings.symbols_file is not None:
+            for item in read_symbols_file(settings.symbols_file):
+                with contextlib.suppress(SymbolError):
+                    from_file.add(normalize_symbol(item))
+        sources: list[tuple[str, Source]] = [
+            (t.symbol, "file" if t.symbol in from_file else "settings") for t in tracked
+        ]
+        await sync_configured(self._pool, name, sources, settings.subscribe_mode)
 
     async def run(self, flush_timeout: float = 10.0) -> None:
         """Run the feeds until cancelled, then flush what they delivered to Redis.
@@ -230,9 +280,12 @@ class IngestService:
             await self.add_configured_feeds()
         publisher = asyncio.create_task(self.publisher.run(), name="ingest:publisher")
         assert self._settings.redis_url
-        monitor_redis = create_redis(self._settings.redis_url)  # never the publisher's socket
+        monitor_redis = create_redis(  # never the publisher's socket
+            self._settings.redis_url, cluster=self._settings.cluster_mode
+        )
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 group.create_task(
                     monitor_store_backlog(monitor_redis, self._settings, self.publisher),
                     name="ingest:backlog",
@@ -240,8 +293,9 @@ class IngestService:
                 group.create_task(self._report_loop(), name="ingest:status")
                 group.create_task(self._control_loop(), name="ingest:control")
                 for name, feed in self.feeds.items():
-                    group.create_task(self._run_feed(name, feed), name=f"ingest:{name}")
+                    self._start_feed(name, feed)
         finally:
+            self._group = None
             self.publisher.stop()
             try:
                 await asyncio.wait_for(asyncio.shield(publisher), flush_timeout)
@@ -253,6 +307,22 @@ class IngestService:
             with contextlib.suppress(RedisError, OSError):
                 await monitor_redis.aclose()
             await self.report()
+
+    def _start_feed(self, name: str, feed: FeedRun) -> None:
+        """Connect ``feed`` (again) with all its subscriptions, as a task of the role."""
+        assert self._group is not None, "feeds start inside run()"
+        feed.stopped = False
+        feed.supervisor.fatal_error = None
+        feed.task = self._group.create_task(self._run_feed(name, feed), name=f"ingest:{name}")
+
+    async def _stop_feed(self, feed: FeedRun) -> None:
+        """Disconnect ``feed`` cleanly and keep it stopped (no reconnect) until started; its
+        subscriptions stay, so a start streams the same instruments."""
+        feed.stopped = True
+        task, feed.task = feed.task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
 
     async def _run_feed(self, name: str, feed: FeedRun) -> None:
         await self._subscribe(feed, list(feed.tracked.values()))
@@ -272,7 +342,7 @@ class IngestService:
         await self._retry(write_subscriptions, self._redis, self._settings, tracked)
 
     async def _control_loop(self) -> None:
-        """Apply ``POST /subscribe`` / ``POST /unsubscribe`` commands from any API replica."""
+        """Apply subscription changes and feed start/stop commands from any API replica."""
         after = self._control_after or await control_position(self._redis, self._settings)
         while True:
             try:
@@ -291,6 +361,8 @@ class IngestService:
 
     async def _apply(self, name: str, command: ControlCommand) -> str:
         feed = self.feeds[name]
+        if command.action in FEED_ACTIONS:
+            return await self._control_feed(name, feed, command.action)
         try:
             if command.action == "subscribe":
                 tracked = await self._resolve_for(name, command.symbols, command.mode)
@@ -304,6 +376,28 @@ class IngestService:
             log.warning("%s %s %s failed: %s", name, command.action, command.symbols, exc)
             return str(exc) or type(exc).__name__
         return "ok"
+
+    async def _control_feed(self, name: str, feed: FeedRun, action: str) -> str:
+        if action == "stop":
+            if feed.stopped:
+                return "ok"  # already stopped: asking twice is not an error
+            await self._stop_feed(feed)
+            log.info("feed %s stopped on request", name)
+        else:
+            if feed.task is not None and not feed.task.done():
+                return "ok"  # already running
+            self._start_feed(name, feed)
+            log.info("feed %s started on request", name)
+        await self.report()  # show the new state now, not within the next second
+        return "ok"
+
+    def _token_expiry(self, name: str) -> float | None:
+        """When the broker token saved by ``marketpulse login`` expires; ``None`` when the
+        feed needs none or the store cannot be read."""
+        try:
+            return self._credentials.entry(name).expires_at
+        except (FeedError, OSError):
+            return None
 
     async def _retry(self, fn: object, *args: object) -> None:
         assert callable(fn)
@@ -324,7 +418,9 @@ class IngestService:
             sup = feed.supervisor
             statuses = sup.statuses
             states = {s.state for s in statuses}
-            if ConnectionState.CONNECTED in states:
+            if feed.stopped:
+                state = ConnectionState.STOPPED
+            elif ConnectionState.CONNECTED in states:
                 state = ConnectionState.CONNECTED
             elif ConnectionState.FAILED in states:
                 state = ConnectionState.FAILED
@@ -352,6 +448,7 @@ class IngestService:
                     spilled=self.publisher.spilled,
                     replayed=self.publisher.replayed,
                     spill_backlog=self.publisher.spill_backlog,
+                    token_expires_at=self._token_expiry(name),
                 )
             )
         return out

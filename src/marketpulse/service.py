@@ -69,7 +69,7 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    redis = create_redis(settings.redis_url)
+    redis = create_redis(settings.redis_url, cluster=settings.cluster_mode)
     await check_redis(redis, settings.redis_url)
     pool = None
     store: TickStoreWorker | None = None
@@ -94,7 +94,10 @@ async def serve(
         if Role.API in roles:
             sock = listen(settings.api_host, settings.api_port)
             endpoints = Endpoints(settings.api_host, sock.getsockname()[1])
-            server = make_server(create_app(settings, redis=redis, pool=pool))
+            server = make_server(
+                create_app(settings, redis=redis, pool=pool),
+                ws_per_message_deflate=settings.ws_compression,
+            )
             tasks[Role.API] = await start(server, sock)
         if on_ready is not None:
             on_ready(endpoints)

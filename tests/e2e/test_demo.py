@@ -117,7 +117,7 @@ async def test_demo_streams_ticks_and_stops_cleanly_on_sigint_losing_nothing(hom
     with EmbeddedServices(home, want_redis=True, want_postgres=True) as services:
         assert services.redis_url and services.database_url
         client = aioredis.Redis.from_url(services.redis_url)
-        counters = await client.hgetall("mp:stats")
+        counters = await client.hgetall("{mp}:stats")
         await client.aclose()
         conn = await asyncpg.connect(asyncpg_dsn(services.database_url))
         stored = await conn.fetchval("SELECT count(*) FROM ticks")

@@ -29,9 +29,11 @@ def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.redis_url is None and settings.database_url is None
     assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8000)
-    assert (settings.tick_buffer_size, settings.flush_interval_seconds) == (1000, 1.0)
-    assert settings.firehose_key(3) == "mp:ticks:3"
-    assert settings.snapshot_key("RELIANCE.NSE", "full") == "market:RELIANCE.NSE:full"
+    assert (settings.tick_buffer_size, settings.flush_interval_seconds) == (10_000, 1.0)
+    assert settings.firehose_key(3) == "{mp}:ticks:3"
+    assert settings.snapshot_key("RELIANCE.NSE", "full") == "market:{RELIANCE.NSE}:full"
+    assert settings.symbol_stream_key("RELIANCE.NSE") == "market_data_stream:{RELIANCE.NSE}"
+    assert settings.redis_cluster == "auto" and settings.cluster_mode is None
 
 
 @pytest.mark.parametrize(("name", "value"), [("API_PORT", "70000"), ("TICK_BUFFER_SIZE", "0")])

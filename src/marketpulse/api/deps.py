@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
 import asyncpg
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from marketpulse.api.hub import Hub
@@ -35,6 +37,12 @@ def _quotes(request: Request) -> MarketDataService:
     return cast(MarketDataService, request.app.state.quotes)
 
 
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    maker = cast(async_sessionmaker[AsyncSession], request.app.state.sessionmaker)
+    async with maker() as session:
+        yield session
+
+
 def _sampler(request: Request) -> StatsSampler:
     return cast(StatsSampler, request.app.state.sampler)
 
@@ -45,3 +53,4 @@ PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 HubDep = Annotated[Hub, Depends(_hub)]
 SamplerDep = Annotated[StatsSampler, Depends(_sampler)]
 QuotesDep = Annotated[MarketDataService, Depends(_quotes)]
+SessionDep = Annotated[AsyncSession, Depends(_session)]

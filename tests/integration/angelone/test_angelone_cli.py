@@ -36,6 +36,7 @@ from marketpulse.store.database import create_pool
 from marketpulse.store.instruments import sync_instruments
 from marketpulse.subscriptions import TrackedSymbol
 from tests.integration.angelone.support import SESSION_ENV, Running, emulator
+from tests.support.polling import until as wait_until
 from tests.support.service import running_service
 
 
@@ -223,15 +224,6 @@ async def test_the_service_streams_angelone_ticks_into_redis_and_the_quotes_api(
         ("RELIANCE.NSE", running.token("RELIANCE.NSE"), "NSE"),
         ("NIFTY50.NSE_INDEX", running.token("NIFTY50.NSE_INDEX"), "NSE_INDEX"),
     }
-
-
-async def wait_until(condition: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    assert callable(condition)
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_an_empty_subscribe_list_is_a_clear_start_up_error(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from marketpulse.api.deps import PoolDep
 from marketpulse.api.routes.history import as_utc
+from marketpulse.api.security import require_admin, require_user
 from marketpulse.store.backfill import BackfillError, BackfillJobs, BackfillPlan, read_job
 from marketpulse.store.database import DATABASE_ERRORS
 from marketpulse.store.instruments import UnknownInstrumentError
@@ -38,7 +39,8 @@ class BackfillRequest(BaseModel):
     provider: str = Field(examples=["kite"], description="a feed with REST history")
 
 
-@router.post("/api/historical/backfill", status_code=202, summary="Start a backfill job")
+@router.post("/api/historical/backfill", status_code=202, summary="Start a backfill job",
+             dependencies=[Depends(require_admin)])  # fmt: skip
 async def start_backfill(body: BackfillRequest, jobs: JobsDep) -> dict[str, Any]:
     plan = BackfillPlan(body.provider, tuple(dict.fromkeys(body.symbols)), body.interval.strip(),
                         as_utc(body.start), as_utc(body.end))  # fmt: skip
@@ -52,7 +54,8 @@ async def start_backfill(body: BackfillRequest, jobs: JobsDep) -> dict[str, Any]
             "url": f"/api/historical/backfill/{state.id}"}  # fmt: skip
 
 
-@router.get("/api/historical/backfill/{job_id}", summary="Progress and result of a backfill")
+@router.get("/api/historical/backfill/{job_id}", summary="Progress and result of a backfill",
+            dependencies=[Depends(require_user)])  # fmt: skip
 async def backfill_status(job_id: uuid.UUID, pool: PoolDep) -> dict[str, Any]:
     try:
         job = await read_job(pool, job_id)

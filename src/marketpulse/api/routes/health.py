@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from marketpulse.api.deps import HubDep, PoolDep, RedisDep, SamplerDep, SettingsDep
+from marketpulse.api.security import require_user
 from marketpulse.bus.status import STALE_AFTER_SECONDS, FeedReport, read_reports
 from marketpulse.store.database import DATABASE_ERRORS
 from marketpulse.store.gaps import gap_summary
@@ -124,7 +125,7 @@ async def _store_backlog(redis: Any, streams: list[str], group: str) -> dict[str
     return {"pending": pending, "unread": lag}
 
 
-@router.get("/stats", summary="Tick counters and rates")
+@router.get("/stats", summary="Tick counters and rates", dependencies=[Depends(require_user)])
 async def stats(
     redis: RedisDep, settings: SettingsDep, sampler: SamplerDep, hub: HubDep, pool: PoolDep
 ) -> dict[str, Any]:

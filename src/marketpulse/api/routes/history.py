@@ -11,15 +11,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from marketpulse.api.deps import PoolDep
+from marketpulse.api.security import require_user
 from marketpulse.feeds.history import CANDLE_INTERVALS, parse_interval
 from marketpulse.model import SymbolError, normalize_symbol
 from marketpulse.store import history
 from marketpulse.store.database import DATABASE_ERRORS
 
-router = APIRouter(tags=["history"])
+router = APIRouter(tags=["history"], dependencies=[Depends(require_user)])
 
 MAX_CANDLES = 50_000
 MAX_TICKS_PAGE = 10_000

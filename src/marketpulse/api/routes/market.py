@@ -6,15 +6,16 @@ from math import ceil
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from redis.exceptions import RedisError
 
 from marketpulse.api.deps import QuotesDep, RedisDep, SettingsDep
+from marketpulse.api.security import require_user
 from marketpulse.model import SymbolError, normalize_symbol
 from marketpulse.quote_service import QuoteAnswer, QuoteErrorKind
 from marketpulse.subscriptions import read_subscriptions
 
-router = APIRouter(tags=["market data"])
+router = APIRouter(tags=["market data"], dependencies=[Depends(require_user)])
 
 MAX_QUOTE_SYMBOLS = 500
 
