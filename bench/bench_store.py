@@ -6,8 +6,9 @@ instruments, in batches of each of ``BATCHES``), each into a fresh migrated data
 * reference: ``COPY`` of the rows straight into the ``ticks`` table (no idempotence, no candles);
 * the store without candles: exactly-once writes (COPY under a savepoint, staging table plus
   ``INSERT … ON CONFLICT DO NOTHING`` only after a redelivery);
-* the store with candles on: the same, plus the 1m/5m/15m/1h/1d candle merge in the same
-  transaction (what ``marketpulse store`` does by default);
+* the store with candles on: the same, plus the 1m candle merge in the same transaction and
+  the roll-up into 5m/15m/1h/1d every ``CANDLE_ROLLUP_SECONDS`` (1 s) of the run and once at
+  its end, inside the timed region (what ``marketpulse store`` does by default);
 * with ``REDIS_URL`` set, also the live candle updates of each batch published to Redis after
   the commit, as the store role does (its whole flush path).
 
@@ -36,6 +37,7 @@ from marketpulse.bus.candles import CandlePublisher
 from marketpulse.config import Settings
 from marketpulse.feeds.simulator import SimulatedMarket, default_universe
 from marketpulse.model import Mode
+from marketpulse.store.candles import rollup_candles
 from marketpulse.store.database import asyncpg_dsn, upgrade
 from marketpulse.store.partitions import PartitionManager
 from marketpulse.store.ticks import (
@@ -62,6 +64,26 @@ def _rows() -> list[Row]:
 
 
 Writer = Callable[[asyncpg.Connection, list[Row]], Awaitable[object]]
+Finish = Callable[[asyncpg.Connection], Awaitable[object]]
+
+
+class _RollingUp:
+    """A candles-on writer plus the store worker's periodic roll-up: every ``period`` seconds
+    of the run, and a last one in :meth:`finish`, so the timed work is the whole candle work."""
+
+    def __init__(self, write: Writer, period: float = 1.0) -> None:
+        self._write = write
+        self._period = period
+        self._last = time.perf_counter()
+
+    async def write(self, conn: asyncpg.Connection, rows: list[Row]) -> None:
+        await self._write(conn, rows)
+        if time.perf_counter() - self._last >= self._period:
+            await self.finish(conn)
+
+    async def finish(self, conn: asyncpg.Connection) -> None:
+        self._last = time.perf_counter()
+        await rollup_candles(conn)
 
 
 async def _raw_copy(conn: asyncpg.Connection, rows: list[Row]) -> None:
@@ -79,7 +101,13 @@ def _publishing(settings: Settings) -> Writer:
     return write
 
 
-async def _rate(admin_url: str, rows: list[Row], batch: int, write: Writer) -> float:
+async def _publish_rollup(conn: asyncpg.Connection, settings: Settings) -> None:
+    await CandlePublisher(settings).publish(await rollup_candles(conn))
+
+
+async def _rate(
+    admin_url: str, rows: list[Row], batch: int, make: Callable[[], tuple[Writer, Finish | None]]
+) -> float:
     best = 0.0
     for _ in range(RUNS):
         name = f"mp_bench_{uuid.uuid4().hex[:10]}"
@@ -92,15 +120,37 @@ async def _rate(admin_url: str, rows: list[Row], batch: int, write: Writer) -> f
             conn = await asyncpg.connect(url)
             await prepare_connection(conn)
             await PartitionManager(2, 0).ensure(conn, row_days(rows))
+            write, finish = make()
             started = time.perf_counter()
             for i in range(0, len(rows), batch):
                 await write(conn, rows[i : i + batch])
+            if finish is not None:
+                await finish(conn)
             best = max(best, len(rows) / (time.perf_counter() - started))
             await conn.close()
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
     return best
+
+
+def _candles_on() -> tuple[Writer, Finish]:
+    rolling = _RollingUp(copy_ticks_with_candles)
+    return rolling.write, rolling.finish
+
+
+def _candles_published(settings: Settings) -> tuple[Writer, Finish]:
+    """The store role's flush path: ticks and 1m candles, their live updates, and the
+    periodic roll-up with its live updates."""
+    publish = _publishing(settings)
+
+    class _Publishing(_RollingUp):
+        async def finish(self, conn: asyncpg.Connection) -> None:
+            self._last = time.perf_counter()
+            await _publish_rollup(conn, settings)
+
+    rolling = _Publishing(publish)
+    return rolling.write, rolling.finish
 
 
 @contextlib.contextmanager
@@ -127,18 +177,19 @@ def run() -> list[Result]:
     settings = Settings(redis_url=redis_url, redis_key_prefix=f"mp-bench-{uuid.uuid4().hex[:8]}")
     with _database_url() as url:
         for batch in BATCHES:
-            raw = asyncio.run(_rate(url, rows, batch, _raw_copy))
+            raw = asyncio.run(_rate(url, rows, batch, lambda: (_raw_copy, None)))
             reference = Result(name=f"raw COPY into ticks, batches of {batch:,}",
                                ns_per_op=1e9 / raw, ops_per_s=raw)  # fmt: skip
             out.append(reference)
-            cases: list[tuple[str, Writer]] = [
-                ("store, candles off", copy_ticks),
-                ("store, candles on (default)", copy_ticks_with_candles),
+            cases: list[tuple[str, Callable[[], tuple[Writer, Finish | None]]]] = [
+                ("store, candles off", lambda: (copy_ticks, None)),
+                ("store, candles on (default)", _candles_on),
             ]
             if redis_url:
-                cases.append(("store, candles on + live updates to Redis", _publishing(settings)))
-            for label, write in cases:
-                rate = asyncio.run(_rate(url, rows, batch, write))
+                cases.append(("store, candles on + live updates to Redis",
+                              lambda: _candles_published(settings)))  # fmt: skip
+            for label, make in cases:
+                rate = asyncio.run(_rate(url, rows, batch, make))
                 out.append(Result(name=f"{label}, batches of {batch:,}", ns_per_op=1e9 / rate,
                                   ops_per_s=rate, reference=reference["name"],
                                   ratio=rate / raw))  # fmt: skip

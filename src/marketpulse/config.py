@@ -221,6 +221,12 @@ class Settings(BaseSettings):
     candle_close_grace_seconds: float = Field(
         2.0, ge=0, description="a candle closes this long after its bucket ends"
     )
+    candle_rollup_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="how often the store rolls 1m candles up into 5m/15m/1h/1d and closes ended "
+        "candles; the coarser candles lag the 1m ones by at most this long",
+    )
     gap_repair_enabled: bool = Field(
         True, description="backfill 1m candles over feed outages from the provider's history"
     )

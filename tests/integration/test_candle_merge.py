@@ -15,6 +15,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 
+from marketpulse.store.candles import ROLLUP_LOCK, rollup_candles
 from marketpulse.store.ticks import Row
 from tests.integration.test_candles import DAY, IST, at, store, tick
 
@@ -113,11 +114,7 @@ async def _stored(pool: asyncpg.Pool) -> dict[tuple[str, str, str], tuple[object
     }  # fmt: skip
 
 
-async def test_shuffled_batches_with_late_ticks_and_redelivery_equal_a_one_pass_build(
-    pool: asyncpg.Pool,
-) -> None:
-    ticks = _script()
-    rows = [_row(t) for t in ticks]
+def _batches(rows: list[Row]) -> list[list[Row]]:
     order = list(range(len(rows)))
     rng = random.Random(3)
     # Mostly in order, but every window of 40 ticks arrives shuffled (late ticks across
@@ -132,6 +129,33 @@ async def test_shuffled_batches_with_late_ticks_and_redelivery_equal_a_one_pass_
         size = rng.randrange(1, 60)
         batches.append([rows[j] for j in order[i : i + size]])
         i += size
+    return batches
+
+
+async def test_rolling_up_only_every_few_batches_gives_the_same_candles(
+    pool: asyncpg.Pool,
+) -> None:
+    """The store rolls 1m up into 5m…1d on a timer, not per batch: however many batches (with
+    late ticks across bucket and day boundaries) queue between two roll-ups, the result is the
+    one-pass build."""
+    ticks = _script()
+    batches = _batches([_row(t) for t in ticks])
+    async with pool.acquire() as conn:
+        for n, batch in enumerate(batches):
+            await store(pool, batch, rollup=False)
+            if n % 9 == 8:
+                await rollup_candles(conn)
+        await rollup_candles(conn)
+        assert await conn.fetchval("SELECT count(*) FROM candle_rollup_queue") == 0
+    assert await _stored(pool) == _expected(ticks)
+
+
+async def test_shuffled_batches_with_late_ticks_and_redelivery_equal_a_one_pass_build(
+    pool: asyncpg.Pool,
+) -> None:
+    ticks = _script()
+    rows = [_row(t) for t in ticks]
+    batches = _batches(rows)
     stored = 0
     for n, batch in enumerate(batches):
         stored += await store(pool, batch)
@@ -142,3 +166,22 @@ async def test_shuffled_batches_with_late_ticks_and_redelivery_equal_a_one_pass_
             stored += await store(pool, [*batches[n - 1], *batch, *batches[n + 1]])
     assert stored == len(rows)
     assert await _stored(pool) == _expected(ticks)
+
+
+async def test_a_roll_up_waits_for_the_one_in_progress_and_loses_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    """Store workers roll up one at a time: while another holds the roll-up lock a worker skips
+    the round and the queue stays as it was; the next round does the work."""
+    await store(pool, [tick(at("09:20:05"), 100.0, 10), tick(at("09:31:00"), 101.0, 20)],
+                rollup=False)  # fmt: skip
+    async with pool.acquire() as holder, pool.acquire() as conn:
+        await holder.execute("SELECT pg_advisory_lock($1)", ROLLUP_LOCK)
+        assert await rollup_candles(conn) == []
+        assert await conn.fetchval("SELECT count(*) FROM candle_rollup_queue") == 2
+        await holder.execute("SELECT pg_advisory_unlock($1)", ROLLUP_LOCK)
+        rolled = await rollup_candles(conn)
+    assert sorted((c.interval, c.start.astimezone(IST).strftime("%H:%M")) for c in rolled) == [
+        ("15m", "09:15"), ("15m", "09:30"), ("1d", "09:15"), ("1h", "09:15"),
+        ("5m", "09:20"), ("5m", "09:30"),
+    ]  # fmt: skip

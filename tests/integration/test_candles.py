@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import asyncpg
 
 from marketpulse.model import Tick
-from marketpulse.store.candles import close_due_candles
+from marketpulse.store.candles import close_due_candles, rollup_candles
 from marketpulse.store.partitions import PartitionManager
 from marketpulse.store.ticks import Row, copy_ticks_with_candles, row_days, tick_row
 
@@ -41,10 +41,14 @@ def tick(
     return tick_row(t, "mp:ticks:0", f"{ms}-{next(_ids)}")
 
 
-async def store(pool: asyncpg.Pool, rows: list[Row]) -> int:
+async def store(pool: asyncpg.Pool, rows: list[Row], *, rollup: bool = True) -> int:
+    """Store a batch as the store worker does; ``rollup`` also rolls it up into 5m…1d at once
+    (the worker does that every CANDLE_ROLLUP_SECONDS)."""
     async with pool.acquire() as conn:
         await PartitionManager(2, 0).ensure(conn, row_days(rows))
         stored, _ = await copy_ticks_with_candles(conn, rows)
+        if rollup:
+            await rollup_candles(conn)
     return stored
 
 

@@ -232,3 +232,40 @@ async def test_worker_recreates_a_vanished_consumer_group_and_keeps_storing(
     await asyncio.wait_for(task, 30)
     await pool.close()
     assert len(await stored_ids(database_url)) == 250
+
+
+async def test_the_worker_rolls_coarser_candles_up_and_publishes_their_updates(
+    settings: Settings, redis: aioredis.Redis, database_url: str
+) -> None:
+    """Batches write 1m candles only; within CANDLE_ROLLUP_SECONDS the worker builds the
+    5m…1d candles from them, empties the roll-up queue and publishes the coarser updates."""
+    settings = settings.model_copy(update={"candle_rollup_seconds": 0.2})
+    worker, task, pool = await run_worker(redis, settings)
+    ticks = sample_ticks(200, 7)
+    await publish(redis, settings, ticks)
+
+    async def rolled_up() -> bool:
+        queued = await pool.fetchval("SELECT count(*) FROM candle_rollup_queue")
+        intervals = await pool.fetchval("SELECT count(DISTINCT interval) FROM candles")
+        return worker.stored >= len(ticks) and queued == 0 and intervals == 5
+
+    await wait_until(rolled_up)
+    worker.stop()
+    await asyncio.wait_for(task, 30)
+    per_interval = {
+        r["interval"]: (r["ticks"], r["volume"])
+        for r in await pool.fetch(
+            "SELECT interval, sum(ticks) AS ticks, sum(volume) AS volume FROM candles "
+            "GROUP BY interval"
+        )
+    }
+    await pool.close()
+    # Every interval saw every priced tick once. (Volumes differ by design: a session's first
+    # bucket, like the day bar, counts the cumulative volume from the open.)
+    assert {ticks for ticks, _ in per_interval.values()} == {len(ticks)}, per_interval
+    assert per_interval["1d"][1] >= per_interval["1m"][1] > 0
+    channels = {
+        fields[b"k"].decode().split(":")[1]
+        for _, fields in await redis.xrange(settings.candle_stream_key)
+    }
+    assert channels == {"1m", "5m", "15m", "1h", "1d"}

@@ -1,12 +1,13 @@
-"""Candles from ticks, in the same transaction that stores the ticks.
+"""Candles from ticks: 1m in the same transaction that stores the ticks, coarser ones rolled up.
 
 Only ticks stored for the first time reach the candles, so a redelivered firehose entry can
 never count twice (see :mod:`marketpulse.store.ticks`). Each batch is first folded into 1m
 partial candles in Python (:func:`minute_partials`, a pure function over the new ticks), the
 partials are COPYed into a per-session temporary table, and one set-based statement
-(:data:`MERGE_CANDLES`) rolls them up into every interval and merges them into ``candles``.
-Every bucket is aligned to its exchange's session by ``mp_bucket_start`` (09:15 IST for NSE/BSE;
-see migration 0002), computed once per exchange and minute, not once per tick:
+(:data:`MERGE_CANDLES`) merges them into the 1m ``candles`` and records their minutes in a
+durable queue (``candle_rollup_queue``). Every bucket is aligned to its exchange's session by
+``mp_bucket_start`` (09:15 IST for NSE/BSE; see migration 0002), computed once per exchange and
+minute, not once per tick:
 
 * open/close come from the earliest/latest tick time, so a late tick corrects its candle;
 * high/low are the extremes; OI is the latest; ``ticks`` counts ticks;
@@ -16,17 +17,24 @@ see migration 0002), computed once per exchange and minute, not once per tick:
   session's first bucket, its own ``cum_low`` when nothing earlier was seen that day, as after a
   mid-day start).
 
-Candles that already exist are changed with a plain ``UPDATE … FROM`` (an ``ON CONFLICT DO
-UPDATE`` would lock every row before updating it); new ones are inserted, and a candle another
-store worker inserted in the meantime is merged by the same rules through ``ON CONFLICT``.
-The merge computes the volume itself for the usual, in-order case (one partial per candle
-series and batch, nothing stored after it). Only series where that is not enough — a batch
-spanning several buckets of one series, or a late tick whose candle already has a successor —
-get a second, targeted pass (:data:`UPDATE_VOLUMES`) that recomputes the touched candles and
-their successors from the merged state.
+The 5m, 15m, 1h and 1d candles are not touched per batch: :func:`rollup_candles` drains the
+queue every ``CANDLE_ROLLUP_SECONDS`` (and before ended candles are closed) and recomputes each
+affected coarser candle from its children, finest first (5m from 1m, 15m from 5m, …), by the
+same rules. A batch therefore updates about one candle row per instrument instead of five —
+the candle rows were what bounded store throughput — and the coarser candles lag the 1m ones by
+at most one roll-up period.
 
-Merging in SQL (rather than in a worker's memory) keeps candles right with several store
-workers consuming the same instrument, and across worker crashes.
+Existing 1m candles are changed with a plain ``UPDATE … FROM`` (an ``ON CONFLICT DO UPDATE``
+would lock every row before updating it); new ones are inserted, and a candle another store
+worker inserted in the meantime is merged by the same rules through ``ON CONFLICT``. The merge
+computes the volume itself for the usual, in-order case (one partial per series and batch,
+nothing stored after it). Only series where that is not enough — a batch spanning several
+buckets of one series, or a late tick whose candle already has a successor — get a second,
+targeted pass (:data:`UPDATE_VOLUMES`) that recomputes the touched candles and their successors
+from the merged state; the roll-up uses the same pass.
+
+Merging in SQL and queueing in PostgreSQL (rather than in a worker's memory) keeps candles
+right with several store workers consuming the same instrument, and across worker crashes.
 """
 
 from __future__ import annotations
@@ -53,6 +61,10 @@ _CANDLE_COLUMNS: Final = (
 
 MINUTES_TABLE: Final = "candle_minutes"
 """Per-session temporary table the 1m partials of a batch are COPYed into."""
+
+ROLLUP_QUEUE: Final = "candle_rollup_queue"
+"""The (symbol, minute) of every 1m candle changed since its coarser candles were rolled up
+(migration 0008); written in the merge's transaction, drained by :func:`rollup_candles`."""
 
 MINUTE_COLUMNS: Final[tuple[str, ...]] = (
     "symbol", "exchange", "start", "open", "high", "low", "close", "oi", "ticks", "first_at",
@@ -189,51 +201,40 @@ def _merge_into_candle(new: str, volume: str) -> str:
         updated_at = now()"""
 
 
-MERGE_CANDLES: Final = f"""
-WITH buckets AS MATERIALIZED (
-    -- Session alignment once per exchange and minute of the batch, not once per symbol.
-    SELECT k.exchange, k.start AS minute, steps.name AS interval, b.bucket, k.trading_day,
-           b.bucket <= (k.trading_day + k.open_at) AT TIME ZONE k.tz AS session_first
+_ALIGNED_MINUTES: Final = f"""SELECT k.exchange, k.start AS minute, k.trading_day,
+           k.start <= (k.trading_day + k.open_at) AT TIME ZONE k.tz AS session_first
     FROM (SELECT DISTINCT m.exchange, m.start, coalesce(e.timezone, 'UTC') AS tz,
                  coalesce(e.session_open, time '00:00') AS open_at,
                  (m.start AT TIME ZONE coalesce(e.timezone, 'UTC'))::date AS trading_day
-          FROM {MINUTES_TABLE} m LEFT JOIN exchanges e ON e.code = m.exchange) k
-    CROSS JOIN {STEPS_SQL}
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN steps.name = '1m' THEN k.start
-                    ELSE mp_bucket_start(k.start, steps.step, k.tz, k.open_at) END AS bucket
-    ) b
+          FROM {MINUTES_TABLE} m LEFT JOIN exchanges e ON e.code = m.exchange) k"""
+
+MERGE_CANDLES: Final = f"""
+WITH buckets AS MATERIALIZED (
+    -- Trading day and session start once per exchange and minute of the batch.
+    {_ALIGNED_MINUTES}
 ),
 partial AS (
-    -- A 1m partial is already one candle; coarser intervals roll the minutes up.
-    SELECT m.symbol, b.interval, b.bucket AS start, b.trading_day, m.exchange, m.open, m.high,
-           m.low, m.close, m.oi, m.ticks::bigint, m.first_at, m.last_at, m.cum_low,
-           m.cum_high, b.session_first
-    FROM {MINUTES_TABLE} m
-    JOIN buckets b ON b.interval = '1m' AND b.exchange = m.exchange AND b.minute = m.start
-    UNION ALL
-    SELECT m.symbol, b.interval, b.bucket,
-           min(b.trading_day), min(m.exchange),
-           (array_agg(m.open ORDER BY m.first_at))[1],
-           max(m.high), min(m.low),
-           (array_agg(m.close ORDER BY m.last_at DESC))[1],
-           (array_agg(m.oi ORDER BY m.last_at DESC) FILTER (WHERE m.oi IS NOT NULL))[1],
-           sum(m.ticks), min(m.first_at), max(m.last_at),
-           min(m.cum_low), max(m.cum_high), bool_or(b.session_first)
-    FROM {MINUTES_TABLE} m
-    JOIN buckets b ON b.interval <> '1m' AND b.exchange = m.exchange AND b.minute = m.start
-    GROUP BY m.symbol, b.interval, b.bucket
+    SELECT m.symbol, '1m'::text AS interval, m.start, b.trading_day, m.exchange, m.open,
+           m.high, m.low, m.close, m.oi, m.ticks::bigint AS ticks, m.first_at, m.last_at,
+           m.cum_low, m.cum_high, b.session_first
+    FROM {MINUTES_TABLE} m JOIN buckets b ON b.exchange = m.exchange AND b.minute = m.start
+),
+queued AS (
+    -- Their coarser candles are rolled up later, by whichever worker drains the queue.
+    INSERT INTO {ROLLUP_QUEUE} (symbol, minute, exchange)
+    SELECT symbol, start, exchange FROM {MINUTES_TABLE}
+    ON CONFLICT DO NOTHING
 ),
 series AS (
-    -- A series with several buckets in one batch has a predecessor the merge cannot see.
-    SELECT symbol, interval FROM partial GROUP BY symbol, interval HAVING count(*) > 1
+    -- A series with several minutes in one batch has a predecessor the merge cannot see.
+    SELECT symbol FROM partial GROUP BY symbol HAVING count(*) > 1
 ),
 updated AS (
     -- Candles that exist: one UPDATE each (an upsert would lock each row before updating it).
     UPDATE candles c SET
         {_merge_into_candle("p", _UPDATED_VOLUME)}
     FROM partial p
-    WHERE c.symbol = p.symbol AND c.interval = p.interval AND c.start = p.start
+    WHERE c.symbol = p.symbol AND c.interval = '1m' AND c.start = p.start
       AND c.status <> 'reconciled'
     RETURNING {_RETURNED}
 ),
@@ -246,7 +247,7 @@ inserted AS (
            first_at, last_at, cum_low, cum_high, session_first, {_NEW_VOLUME}
     FROM partial p0
     WHERE NOT EXISTS (SELECT 1 FROM candles e WHERE e.symbol = p0.symbol
-                      AND e.interval = p0.interval AND e.start = p0.start)
+                      AND e.interval = '1m' AND e.start = p0.start)
     ON CONFLICT (symbol, interval, start) DO UPDATE SET
         {_merge_into_candle("EXCLUDED", _MERGED_VOLUME)}
     WHERE c.status <> 'reconciled'
@@ -254,10 +255,11 @@ inserted AS (
 ),
 merged AS (SELECT * FROM updated UNION ALL SELECT * FROM inserted)
 SELECT m.*, m.has_next OR s.symbol IS NOT NULL AS recompute
-FROM merged m LEFT JOIN series s ON s.symbol = m.symbol AND s.interval = m.interval
+FROM merged m LEFT JOIN series s ON s.symbol = m.symbol
 """
-"""Roll the batch's 1m partials up into every interval and merge them into ``candles``, volume
-included; returns the touched candles and whether their series needs :data:`UPDATE_VOLUMES`."""
+"""Merge the batch's 1m partials into the 1m ``candles``, volume included, and queue their
+minutes for :func:`rollup_candles`; returns the touched candles and whether their series needs
+:data:`UPDATE_VOLUMES`."""
 
 UPDATE_VOLUMES: Final = f"""
 WITH touched AS (
@@ -280,6 +282,87 @@ RETURNING {", ".join("c." + col.strip() for col in _CANDLE_COLUMNS.split(","))}
 """
 """Recompute the volumes of the given candles ($1 symbols, $2 intervals, $3 starts) and of
 their successors from what is stored now; returns them as stored."""
+
+DRAIN_ROLLUP_QUEUE: Final = f"""
+WITH drained AS (
+    DELETE FROM {ROLLUP_QUEUE} RETURNING symbol, minute, exchange
+),
+aligned AS (
+    SELECT DISTINCT d.exchange, d.minute, coalesce(e.timezone, 'UTC') AS tz,
+           coalesce(e.session_open, time '00:00') AS open_at,
+           (d.minute AT TIME ZONE coalesce(e.timezone, 'UTC'))::date AS trading_day
+    FROM drained d LEFT JOIN exchanges e ON e.code = d.exchange
+),
+buckets AS (
+    -- Session alignment once per exchange and minute, not once per symbol.
+    SELECT a.exchange, a.minute, steps.name AS interval, b.bucket, a.trading_day,
+           b.bucket <= (a.trading_day + a.open_at) AT TIME ZONE a.tz AS session_first
+    FROM aligned a CROSS JOIN {STEPS_SQL}
+    CROSS JOIN LATERAL (SELECT mp_bucket_start(a.minute, steps.step, a.tz, a.open_at) AS bucket) b
+    WHERE steps.name <> '1m'
+)
+SELECT d.symbol, b.interval, b.bucket AS start, min(b.trading_day) AS trading_day,
+       bool_or(b.session_first) AS session_first, min(d.exchange) AS exchange
+FROM drained d JOIN buckets b ON b.exchange = d.exchange AND b.minute = d.minute
+GROUP BY d.symbol, b.interval, b.bucket
+"""
+"""Empty the roll-up queue; returns every coarser candle (5m to 1d) its minutes belong to."""
+
+ROLLUP_LEVELS: Final[tuple[tuple[str, str], ...]] = (
+    ("5m", "1m"), ("15m", "5m"), ("1h", "15m"), ("1d", "1h"),
+)  # fmt: skip
+"""(interval, the next finer interval it is built from), finest first: session-aligned buckets
+of these lengths nest, so each level reads at most a handful of children per candle."""
+
+ROLLUP_LEVEL: Final = f"""
+WITH targets AS (
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::date[], $4::bool[], $5::text[])
+        AS t(symbol, start, trading_day, session_first, exchange)
+),
+rolled AS (
+    -- Children cover disjoint buckets, so their start orders them.
+    SELECT t.symbol, $6::text AS interval, t.start, t.trading_day, t.session_first, t.exchange,
+           (array_agg(ch.open ORDER BY ch.start))[1] AS open, max(ch.high) AS high,
+           min(ch.low) AS low, (array_agg(ch.close ORDER BY ch.start DESC))[1] AS close,
+           (array_agg(ch.oi ORDER BY ch.start DESC) FILTER (WHERE ch.oi IS NOT NULL))[1] AS oi,
+           sum(ch.ticks) AS ticks, min(ch.first_at) AS first_at, max(ch.last_at) AS last_at,
+           min(ch.cum_low) AS cum_low, max(ch.cum_high) AS cum_high
+    FROM targets t JOIN candles ch ON ch.symbol = t.symbol AND ch.interval = $7
+         AND ch.start >= t.start - $8::interval AND ch.start < t.start + $9::interval
+         AND (NOT $10 OR ch.trading_day = t.trading_day)
+    GROUP BY t.symbol, t.start, t.trading_day, t.session_first, t.exchange
+)
+INSERT INTO candles AS c (symbol, interval, start, trading_day, exchange, open, high, low, close,
+                          oi, ticks, first_at, last_at, cum_low, cum_high, session_first,
+                          volume)
+SELECT symbol, interval, start, trading_day, exchange, open, high, low, close, oi, ticks,
+       first_at, last_at, cum_low, cum_high, session_first,
+       {_volume("r.cum_high", "r.cum_low", "r")}
+FROM rolled r
+ON CONFLICT (symbol, interval, start) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    oi = EXCLUDED.oi, ticks = EXCLUDED.ticks, first_at = EXCLUDED.first_at,
+    last_at = EXCLUDED.last_at, cum_low = EXCLUDED.cum_low, cum_high = EXCLUDED.cum_high,
+    volume = EXCLUDED.volume, updated_at = now()
+WHERE c.status <> 'reconciled'
+RETURNING {_RETURNED}
+"""
+"""Recompute candles of interval $6 ($1 symbols, $2 starts, $3 trading days, $4 session-first
+flags, $5 exchanges) from their $7 children — those starting in [start − $8, start + $9), and
+of the same trading day when $10 — by the same rules as the 1m merge; a ``reconciled`` candle
+(backfilled from the provider) is left as it is."""
+
+_DAY: Final = timedelta(days=1)
+_CHILDREN: Final[dict[str, tuple[timedelta, timedelta, bool]]] = {
+    name: (_DAY, _DAY, True) if name == "1d" else (timedelta(0), CANDLE_INTERVALS[name], False)
+    for name, _ in ROLLUP_LEVELS
+}
+"""Which children a candle is built from: those inside its bucket, except that a day candle
+(which starts at the session open of its local date, see ``mp_bucket_start``) takes the hourly
+candles of its trading day — pre-open ticks fall into an hour that starts before the open."""
+
+ROLLUP_LOCK: Final = 0x6D70_726F_6C6C  # "mproll": one roll-up at a time across store workers
+
 
 CLOSE_DUE: Final = f"""
 WITH ending AS (
@@ -331,8 +414,8 @@ def candle_from_record(record: asyncpg.Record) -> Candle:
 
 
 async def merge_candles(conn: Connection, partials: list[MinutePartial]) -> list[Candle]:
-    """Merge one batch's 1m partials into every interval (inside the caller's transaction);
-    returns every candle the batch changed, as stored, for live publishing."""
+    """Merge one batch's 1m partials into the 1m candles and queue their roll-up (inside the
+    caller's transaction); returns every 1m candle the batch changed, as stored."""
     if not partials:
         return []
     await conn.copy_records_to_table(MINUTES_TABLE, records=partials, columns=MINUTE_COLUMNS)
@@ -340,12 +423,56 @@ async def merge_candles(conn: Connection, partials: list[MinutePartial]) -> list
     redo = [r for r in merged if r["recompute"]]
     if not redo:
         return [candle_from_record(r) for r in merged]
-    fixed = await conn.fetch(
+    fixed = await _update_volumes(conn, redo)
+    final = {(r["symbol"], r["interval"], r["start"]): r for r in (*merged, *fixed)}
+    return [candle_from_record(r) for r in final.values()]
+
+
+async def rollup_candles(conn: Connection) -> list[Candle]:
+    """Drain the roll-up queue and recompute the 5m, 15m, 1h and 1d candles its minutes belong
+    to, finest first; returns the candles changed, as stored, for live publishing.
+
+    One transaction: a crash leaves the queue as it was. Several store workers may call this;
+    one rolls up while the others skip the round (the next one picks up what queued meanwhile).
+    """
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", ROLLUP_LOCK):
+            return []
+        targets = await conn.fetch(DRAIN_ROLLUP_QUEUE)
+        if not targets:
+            return []
+        by_interval: dict[str, list[asyncpg.Record]] = {}
+        for target in targets:
+            by_interval.setdefault(target["interval"], []).append(target)
+        merged: list[asyncpg.Record] = []
+        redo: list[asyncpg.Record] = []
+        for interval, child in ROLLUP_LEVELS:
+            level = by_interval.get(interval)
+            if not level:
+                continue
+            rows = await conn.fetch(
+                ROLLUP_LEVEL,
+                [t["symbol"] for t in level], [t["start"] for t in level],
+                [t["trading_day"] for t in level], [t["session_first"] for t in level],
+                [t["exchange"] for t in level], interval, child, *_CHILDREN[interval],
+            )  # fmt: skip
+            # Several buckets of one series in a round: each one's volume saw its
+            # predecessor as it was before this statement.
+            seen: dict[str, int] = {}
+            for t in level:
+                seen[t["symbol"]] = seen.get(t["symbol"], 0) + 1
+            redo.extend(r for r in rows if r["has_next"] or seen[r["symbol"]] > 1)
+            merged.extend(rows)
+        fixed = await _update_volumes(conn, redo) if redo else []
+    final = {(r["symbol"], r["interval"], r["start"]): r for r in (*merged, *fixed)}
+    return [candle_from_record(r) for r in final.values()]
+
+
+async def _update_volumes(conn: Connection, redo: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    return await conn.fetch(
         UPDATE_VOLUMES,
         [r["symbol"] for r in redo], [r["interval"] for r in redo], [r["start"] for r in redo],
     )  # fmt: skip
-    final = {(r["symbol"], r["interval"], r["start"]): r for r in (*merged, *fixed)}
-    return [candle_from_record(r) for r in final.values()]
 
 
 async def close_due_candles(conn: Connection, grace_seconds: float) -> None:

@@ -25,7 +25,7 @@ from marketpulse.bus.candles import CandlePublisher
 from marketpulse.bus.firehose import TICK_FIELD, Entry, stream_entries
 from marketpulse.config import Settings
 from marketpulse.model import Candle, decode_tick
-from marketpulse.store.candles import close_due_candles
+from marketpulse.store.candles import close_due_candles, rollup_candles
 from marketpulse.store.database import DATABASE_ERRORS
 from marketpulse.store.partitions import PartitionManager
 from marketpulse.store.ticks import Row, copy_ticks, copy_ticks_with_candles, row_days, tick_row
@@ -242,26 +242,39 @@ class TickStoreWorker:
         self.candles_updated += len(candles)
         try:
             await self._redis.hincrby(self._settings.stats_key, "stored", new)
-            if candles:
-                if self._candle_publisher is None:
-                    self._candle_publisher = CandlePublisher(self._settings)
-                await self._candle_publisher.publish(candles)
+        except (RedisError, OSError) as exc:
+            await self._redis_failed(exc)
+        if candles:
+            await self._publish_candles(candles)
+
+    async def _publish_candles(self, candles: list[Candle]) -> None:
+        try:
+            if self._candle_publisher is None:
+                self._candle_publisher = CandlePublisher(self._settings)
+            await self._candle_publisher.publish(candles)
         except (RedisError, OSError) as exc:
             await self._redis_failed(exc)
 
     async def _close_candles(self, force: bool = False) -> None:
-        """Close ended candles about once a second (and on stop)."""
+        """Every ``CANDLE_ROLLUP_SECONDS`` (and on stop): roll the queued 1m candles up into the
+        coarser intervals, then close the candles whose bucket has ended — in that order, so a
+        candle is complete when it closes."""
         if not self._settings.candles_enabled:
             return
         now = time.monotonic()
-        if not force and now - self._last_close < 1.0:
+        if not force and now - self._last_close < self._settings.candle_rollup_seconds:
             return
         self._last_close = now
         try:
             async with self._pool.acquire() as conn:
+                rolled = await rollup_candles(conn)
                 await close_due_candles(conn, self._settings.candle_close_grace_seconds)
         except DATABASE_ERRORS as exc:
-            log.debug("closing candles failed (retried next round): %s", exc)
+            log.debug("rolling up or closing candles failed (retried next round): %s", exc)
+            return
+        if rolled:
+            self.candles_updated += len(rolled)
+            await self._publish_candles(rolled)
 
     async def _ack_pending(self) -> None:
         if not self._unacked:
