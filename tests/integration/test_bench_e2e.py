@@ -38,6 +38,10 @@ def test_bench_e2e_with_the_kite_generator_stores_every_tick_and_writes_a_comple
     assert 0 < counts["delivered"] <= counts["expected_deliveries"]
     assert report["latency"]["samples"] == counts["delivered"]
     assert {"generator", "ingest", "store", "api", "clients"} <= set(report["roles"])
+    for role in ("ingest", "store", "api"):  # sampled in the window's first and last fifths
+        usage = report["roles"][role]
+        assert 0 < usage["rss_start"] <= usage["peak_rss"], usage
+        assert 0 < usage["rss_end"] <= usage["peak_rss"], usage
     assert report["ceilings"]["copy_rows_per_s"] > 0
     assert report["ceilings"]["broadcast_messages_per_s"] > 0
     for heading in ("Throughput and loss", "Latency", "Cost per role"):

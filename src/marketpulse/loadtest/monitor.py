@@ -3,13 +3,16 @@
 A role is a set of processes (the Kite generator, each service process, the client workers, a
 local Redis, PostgreSQL's postmaster and its backends). CPU is user + system seconds over the
 measuring window divided by its length (1.0 = one core busy); RSS is sampled every half second
-and the peak of the role's sum is kept.
+and the peak of the role's sum is kept. For soak runs the window's first and last fifths are
+compared too: ``rss_start``/``rss_end`` are the role's highest RSS in each, so steady growth
+(a leak) shows as ``rss_end`` well above ``rss_start`` while a one-off peak does not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -26,6 +29,8 @@ class RoleUsage:
     cores: float = 0.0
     peak_rss: int = 0
     processes: int = 0
+    rss_start: int = 0
+    rss_end: int = 0
 
 
 @dataclass(slots=True)
@@ -34,6 +39,7 @@ class _Role:
     with_children: bool
     peak_rss: int = 0
     cpu_start: dict[int, float] = field(default_factory=dict)
+    window_rss: list[tuple[float, int]] = field(default_factory=list)
 
 
 def _processes(role: _Role) -> list[psutil.Process]:
@@ -58,19 +64,23 @@ class Monitor:
     def __init__(self) -> None:
         self._roles: dict[str, _Role] = {}
         self._window_start = 0.0
+        self._in_window = False
         self.usage: dict[str, RoleUsage] = {}
 
     def watch(self, role: str, pid: int, *, with_children: bool = False) -> None:
         entry = self._roles.setdefault(role, _Role(set(), with_children))
         entry.pids.add(pid)
 
-    def sample(self) -> None:
+    def sample(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         for role in self._roles.values():
             rss = 0
             for proc in _processes(role):
                 with contextlib.suppress(psutil.Error):
                     rss += proc.memory_info().rss
             role.peak_rss = max(role.peak_rss, rss)
+            if self._in_window:
+                role.window_rss.append((now, rss))
 
     async def run(self, interval: float = 0.5) -> None:
         """Sample until cancelled."""
@@ -80,22 +90,31 @@ class Monitor:
 
     def start_window(self, now: float) -> None:
         self._window_start = now
+        self._in_window = True
         for role in self._roles.values():
             role.cpu_start = {}
+            role.window_rss = []
             for proc in _processes(role):
                 with contextlib.suppress(psutil.Error):
                     role.cpu_start[proc.pid] = _cpu(proc)
 
     def end_window(self, now: float) -> dict[str, RoleUsage]:
         seconds = max(now - self._window_start, 1e-9)
-        self.sample()
+        self.sample(now)
+        self._in_window = False
+        fifth = seconds / 5
         for name, role in self._roles.items():
             used = 0.0
             procs = _processes(role)
             for proc in procs:
                 with contextlib.suppress(psutil.Error):
                     used += _cpu(proc) - role.cpu_start.get(proc.pid, 0.0)
-            self.usage[name] = RoleUsage(used, used / seconds, role.peak_rss, len(procs))
+            early = [rss for t, rss in role.window_rss if t <= self._window_start + fifth]
+            late = [rss for t, rss in role.window_rss if t >= now - fifth]
+            self.usage[name] = RoleUsage(
+                used, used / seconds, role.peak_rss, len(procs),
+                max(early, default=0), max(late, default=0),
+            )  # fmt: skip
         return self.usage
 
     def finish(self) -> dict[str, RoleUsage]:
