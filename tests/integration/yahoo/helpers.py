@@ -11,7 +11,7 @@ from marketpulse.emulators.options import EmulatorOptions, Faults
 from marketpulse.emulators.yahoo import YahooEmulator, build_app
 from marketpulse.feeds.base import ReconnectPolicy
 from marketpulse.feeds.yahoo.client import YahooAdapter
-from marketpulse.feeds.yahoo.rest import YahooRestClient
+from marketpulse.feeds.yahoo.rest import YahooRestClient, forget_crumbs
 from marketpulse.httpserver import serving
 
 # The connection pings every 0.2 s in tests, so a second without any frame is a dead socket.
@@ -62,5 +62,6 @@ async def yahoo_emulator(
     """The emulator on a free loopback port; ``rate=0`` streams only what a test pushes."""
     options = EmulatorOptions(ticks_per_second=rate, faults=Faults(drop_every, silence_after))
     app = build_app(options, **settings)
+    forget_crumbs()  # a fresh emulator may reuse an earlier one's port
     async with serving(app) as port:
         yield RunningEmulator(app.state.emulator, port)

@@ -196,6 +196,20 @@ async def test_a_rejected_crumb_is_fetched_again_and_the_request_repeated_once()
     assert yahoo.emulator.crumb_requests == 3
 
 
+async def test_history_pages_and_quote_refreshes_share_one_cookie_and_crumb(
+    settings: Settings,
+) -> None:
+    """Each history request and quote refresh builds its own client; the crumb endpoint, which
+    Yahoo rate-limits, is still asked once per process, not once per call."""
+    async with yahoo_emulator(require_crumb=True) as yahoo:
+        configured = yahoo.configure(settings)
+        end = datetime.now(UTC)
+        request = HistoryRequest(RELIANCE, "1d", end - timedelta(days=20), end)
+        for _ in range(3):
+            assert [c async for page in SPEC.history(configured, request) for c in page]
+        assert yahoo.emulator.crumb_requests == 1
+
+
 async def test_recorded_raw_frames_replay_to_the_same_ticks(tmp_path: Path) -> None:
     out, raw, again = tmp_path / "t.jsonl", tmp_path / "f.raw", tmp_path / "a.jsonl"
     async with yahoo_emulator(rate=400) as yahoo:

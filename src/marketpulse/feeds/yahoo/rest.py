@@ -24,7 +24,9 @@ import logging
 import random
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from time import monotonic
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -233,6 +235,28 @@ def shared_limiter(rate: float) -> RateLimiter:
     return limiter
 
 
+CRUMB_TTL_SECONDS: Final = 3600.0
+"""How long a fetched cookie and crumb are reused by later clients of the same process."""
+
+
+@dataclass(slots=True)
+class _Crumb:
+    value: str | None
+    cookies: httpx.Cookies
+    fetched_at: float
+
+
+_crumbs: dict[tuple[str, str], _Crumb] = {}
+"""(cookie URL, crumb URL) → the last cookie and crumb: every history page and quote refresh
+builds a client, and Yahoo rate-limits its crumb endpoint, so they share one per process."""
+
+
+def forget_crumbs() -> None:
+    """Drop the shared cookies and crumbs: the next client fetches its own (a new Yahoo
+    endpoint behind the same URLs, such as a restarted emulator)."""
+    _crumbs.clear()
+
+
 class YahooRestClient:
     """An HTTP session against the chart API with Yahoo's cookie and crumb."""
 
@@ -275,9 +299,26 @@ class YahooRestClient:
     ) -> None:
         await self._http.aclose()
 
+    def _reuse_crumb(self) -> bool:
+        """Take the process's cookie and crumb if a client fetched them recently."""
+        cached = _crumbs.get((self.cookie_url, self.crumb_url))
+        if cached is None or monotonic() - cached.fetched_at > CRUMB_TTL_SECONDS:
+            return False
+        self._http.cookies.update(cached.cookies)
+        self.crumb = cached.value
+        self._crumb_fetched = True
+        return True
+
     async def refresh_crumb(self) -> str | None:
         """Visit the cookie URL, then read the crumb; any failure leaves no crumb (requests
-        still work without one, spec §B3)."""
+        still work without one, spec §B3). What it gets is shared with later clients."""
+        crumb = await self._fetch_crumb()
+        _crumbs[(self.cookie_url, self.crumb_url)] = _Crumb(
+            crumb, httpx.Cookies(self._http.cookies), monotonic()
+        )
+        return crumb
+
+    async def _fetch_crumb(self) -> str | None:
         self._crumb_fetched = True
         self.crumb = None
         if self.cookie_url:
@@ -302,7 +343,7 @@ class YahooRestClient:
 
     async def chart(self, symbol: str, params: Mapping[str, str]) -> dict[str, Any]:
         """The ``result`` object of one chart request (retries and crumb handling included)."""
-        if not self._crumb_fetched and self.crumb_url:
+        if not self._crumb_fetched and self.crumb_url and not self._reuse_crumb():
             await self.refresh_crumb()
         url = f"{self.chart_url}/{quote(symbol, safe='')}"
         limiter = shared_limiter(self.rate)
