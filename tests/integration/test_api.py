@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from marketpulse.bus.status import FeedReport, write_reports
 from marketpulse.config import Settings
 from marketpulse.service import Endpoints
 from tests.support.service import running_service
@@ -89,6 +91,22 @@ async def test_stats_count_received_published_and_stored_ticks(service: Endpoint
     assert stats["rate_per_second"]["published"] > 0
     assert stats["feeds"]["sim"]["ticks_received"] > 0
     assert stats["last_tick_age_seconds"] < 5
+
+
+async def test_stats_count_a_process_drops_once_however_many_feeds_it_runs(
+    service: Endpoints, settings: Settings, redis: aioredis.Redis
+) -> None:
+    """Each feed's report repeats its process's publisher counters; /stats sums per process."""
+    for feed in ("kite", "dhan"):
+        report = FeedReport(
+            name=feed, state="connected", connected=True, connections=1, instruments=1,
+            reconnects=0, ticks_received=1, updated_at=time.time(), pid=999_999,
+            host="elsewhere", dropped=7,
+        )  # fmt: skip
+        await write_reports(redis, settings, [report])
+    async with httpx.AsyncClient(base_url=service.http) as http:
+        stats = (await http.get("/stats")).json()
+    assert stats["ticks"]["dropped"] == 7  # the simulator's own process dropped nothing
 
 
 async def test_symbols_lists_what_the_feeds_stream(service: Endpoints) -> None:

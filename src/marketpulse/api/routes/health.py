@@ -149,7 +149,7 @@ async def stats(
             "received": counters.get("received", 0),
             "published": counters.get("published", 0),
             "stored": counters.get("stored", 0),
-            "dropped": sum(r.dropped for r in reports),
+            "dropped": _per_process(reports, "dropped"),
             "spilled": _per_process(reports, "spilled"),
             "replayed": _per_process(reports, "replayed"),
             "spill_backlog": _per_process(reports, "spill_backlog"),
