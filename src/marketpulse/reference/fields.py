@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 NO_NUL = r"^[^\x00]*$"
 
@@ -27,9 +27,18 @@ def _wall_clock(value: time) -> time:
     return value
 
 
-WallTime = Annotated[time, AfterValidator(_wall_clock)]
+_WALL_CLOCK_SCHEMA: Final = WithJsonSchema(
+    {"type": "string", "format": "partial-time", "pattern": r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"}
+)
+# OpenAPI's ``format: time`` is RFC 3339's full-time, which needs an offset; a wall-clock time
+# is RFC 3339's partial-time ("09:15:00").
+
+WallTime = Annotated[time, AfterValidator(_wall_clock), _WALL_CLOCK_SCHEMA]
 """A session time in the exchange's own timezone. An offset is refused: PostgreSQL's ``time``
 would drop it, and comparing aware with naive times (open < close) would fail."""
+
+WallTimeOut = Annotated[time, _WALL_CLOCK_SCHEMA]
+"""A stored session time as responses give it: the exchange's wall clock, no offset."""
 
 
 def patch_values(body: BaseModel, nullable: Collection[str] = ()) -> dict[str, Any]:

@@ -6,7 +6,7 @@ checked as a whole (open before close unless 24h), timezones against the IANA da
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
@@ -16,7 +16,7 @@ from marketpulse.api.deps import SessionDep
 from marketpulse.api.security import AdminUser, CurrentUser
 from marketpulse.reference import exchanges as repo
 from marketpulse.reference.errors import http_errors
-from marketpulse.reference.fields import PlainText, WallTime, patch_values
+from marketpulse.reference.fields import PlainText, WallTime, WallTimeOut, patch_values
 
 router = APIRouter(tags=["exchanges"])
 
@@ -81,9 +81,9 @@ class ExchangeOut(BaseModel):
     timezone: str = Field(examples=["Asia/Kolkata"])
     country: str = Field(examples=["IN"])
     currency: str = Field(examples=["INR"])
-    session_open: time = Field(examples=["09:15:00"])
-    session_close: time = Field(examples=["15:30:00"])
-    pre_open: time | None = Field(examples=["09:00:00"])
+    session_open: WallTimeOut = Field(examples=["09:15:00"])
+    session_close: WallTimeOut = Field(examples=["15:30:00"])
+    pre_open: WallTimeOut | None = Field(examples=["09:00:00"])
     is_24h: bool = Field(examples=[False])
     holidays: list[date] = Field(examples=[["2026-01-26", "2026-03-03"]])
     created_at: datetime
@@ -118,8 +118,8 @@ class SpecialSessionOut(BaseModel):
 
     exchange: str = Field(examples=["NSE"])
     session_date: date = Field(examples=["2026-11-08"])
-    session_open: time = Field(examples=["18:00:00"])
-    session_close: time = Field(examples=["19:15:00"])
+    session_open: WallTimeOut = Field(examples=["18:00:00"])
+    session_close: WallTimeOut = Field(examples=["19:15:00"])
     description: str | None = Field(examples=["Muhurat trading"])
 
 
