@@ -8,6 +8,11 @@ never imported by ``src/``), with a no-op ``on_message``; ours builds full ``Tic
 the merged per-topic state. Both are timed by the same :func:`bench.measure`; ``ns/op`` is per
 record. Without the SDK only our numbers are reported.
 
+The "floor" case times nothing but building the output ``Tick`` the way the decoder does
+(positionally, from a topic's already-merged, already-scaled cached arguments): no parsing, no
+merge. No pure-Python decoder producing the canonical ``Tick`` can beat it, so if it took more
+than a tenth of the SDK's time per record, 10x would be out of reach.
+
     python bench/bench_fyers_decode.py      # or: python -m bench fyers_decode
 """
 
@@ -24,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from bench import Result, measure, result
 from marketpulse.feeds.fyers import wire
+from marketpulse.model import Tick
 
 RECORDS = 50
 TS_RECV = 1_765_791_000_125_456_789
@@ -77,6 +83,23 @@ def _ours(snapshot: bytes, updates: list[bytes], labels: dict[str, str]) -> floa
     return measure(run, ops_per_call=2 * RECORDS)
 
 
+def _floor(snapshot: bytes, updates: list[bytes], labels: dict[str, str]) -> float:
+    """Only the Tick construction of the decoder's hot path, from the cached arguments."""
+    state = wire.HsmState(labels=dict(labels), modes=dict.fromkeys(labels.values(), "quote"))
+    for frame in (snapshot, *updates):
+        wire.decode_frame(frame, TS_RECV, state)
+    cached = [topic.args for topic in state.topics.values()]
+    assert len(cached) == RECORDS
+
+    def run() -> None:
+        for args in cached:
+            args[3] = "quote"  # what the decoder sets per tick: mode and receive time
+            args[26] = TS_RECV
+            Tick(*args)
+
+    return measure(run, ops_per_call=RECORDS)
+
+
 def _sdk(snapshot: bytes, updates: list[bytes], labels: dict[str, str]) -> float | None:
     try:
         from fyers_apiv3.FyersWebsocket import data_ws
@@ -115,6 +138,8 @@ def run() -> list[Result]:
         reference = result("fyers-apiv3 3.2.0 __response_msg (same bytes)", sdk_ns)
         results.append(reference)
     results.append(result(name, ours_ns, reference))
+    floor = "floor: Tick(*cached scaled args) only, no parse/merge (per record)"
+    results.append(result(floor, _floor(snapshot, updates, labels), reference))
     message = wire.decode_server_frame(updates[0])
     assert isinstance(message, wire.DataMessage)
     records = message.records

@@ -18,11 +18,11 @@ boundaries cannot be found again after a bad one.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from marketpulse.model import DepthLevel, Mode, Tick, price_change
+from marketpulse.model import DepthLevel, Mode, Tick
 
 SOURCE: Final = "fyers"
 
@@ -502,11 +502,175 @@ def symbol_from_snapshot(snapshot: Snapshot) -> str:
 
 # --------------------------------------------------------------------------- state and ticks
 
+_TICK_POSITIONAL: Final = (
+    "source", "token", "exchange", "mode", "ltp", "symbol", "ltq", "atp", "volume",
+    "total_buy_qty", "total_sell_qty", "open", "high", "low", "close", "change", "change_pct",
+    "oi", "oi_day_high", "oi_day_low", "upper_circuit", "lower_circuit", "high_52w", "low_52w",
+    "ts_exchange", "ts_last_trade", "ts_recv", "bids", "asks",
+)  # fmt: skip
+if Tick.__struct_fields__ != _TICK_POSITIONAL:  # pragma: no cover
+    raise ImportError(
+        "marketpulse.model.Tick fields were reordered; update _TICK_POSITIONAL and the "
+        "positional Tick(...) calls and argument maps in marketpulse.feeds.fyers.wire"
+    )
+# Positions in the Tick argument list that the decoder fills per tick or derives.
+_A_MODE, _A_LTP, _A_CLOSE, _A_CHANGE, _A_PCT = 3, 4, 14, 15, 16
+_A_TS_EXCHANGE, _A_TS_LAST_TRADE, _A_TS_RECV, _A_BIDS, _A_ASKS = 24, 25, 26, 27, 28
+
+_LTP_MODE: Final = Mode.LTP.value
+_QUOTE_MODE: Final = Mode.QUOTE.value
+_FULL_MODE: Final = Mode.FULL.value
+
+# How a raw value becomes a Tick argument.
+_SKIP, _INT, _PRICE, _MILLIS = 0, 1, 2, 3
+_ArgMap = tuple[tuple[int, int], ...]
+"""Raw position → (Tick argument index, conversion); positions past the end are skipped."""
+
+
+def _arg_map(fields: dict[int, tuple[str, int]], size: int) -> _ArgMap:
+    return tuple(
+        (_TICK_POSITIONAL.index(fields[i][0]), fields[i][1]) if i in fields else (0, _SKIP)
+        for i in range(size)
+    )
+
+
+# BID/ASK and their sizes are read from the raw values only for a full tick without depth.
+_SCRIP_MAP: Final = _arg_map({
+    LTP: ("ltp", _PRICE), VOLUME: ("volume", _INT), LTT: ("ts_last_trade", _MILLIS),
+    FEED_TIME: ("ts_exchange", _MILLIS), LTQ: ("ltq", _INT), TBQ: ("total_buy_qty", _INT),
+    TSQ: ("total_sell_qty", _INT), ATP: ("atp", _PRICE), OI: ("oi", _INT), LOW: ("low", _PRICE),
+    HIGH: ("high", _PRICE), YHIGH: ("high_52w", _PRICE), YLOW: ("low_52w", _PRICE),
+    LOWER_CKT: ("lower_circuit", _PRICE), UPPER_CKT: ("upper_circuit", _PRICE),
+    OPEN: ("open", _PRICE), CLOSE: ("close", _PRICE),
+}, SCRIP_FIELDS)  # fmt: skip
+_INDEX_MAP: Final = _arg_map({
+    I_LTP: ("ltp", _PRICE), I_CLOSE: ("close", _PRICE), I_FEED_TIME: ("ts_exchange", _MILLIS),
+    I_HIGH: ("high", _PRICE), I_LOW: ("low", _PRICE), I_OPEN: ("open", _PRICE),
+}, INDEX_FIELDS)  # fmt: skip
+_CHANGE_INPUTS: Final = frozenset({_A_LTP, _A_CLOSE})
+
+
+def _set_change(args: list[Any]) -> None:
+    """``change``/``change_pct`` from the cached ltp and close: :func:`price_change`, inlined
+    (same arithmetic, so the same floats) because it runs for nearly every update."""
+    ltp = args[_A_LTP]
+    close = args[_A_CLOSE]
+    if ltp is None or close is None or close == 0:
+        args[_A_CHANGE] = args[_A_PCT] = None
+    else:
+        change = ltp - close
+        args[_A_CHANGE] = change
+        args[_A_PCT] = change * 100.0 / close
+
+
+def scaled_args(
+    values: Sequence[int], divisor: float, label: str, exchange: str, arg_map: _ArgMap
+) -> list[Any]:
+    """The positional ``Tick`` arguments (quote layout) for merged raw ``values``: prices
+    divided, times in ms, ``NO_VALUE`` → ``None``. The decoder keeps this per topic and then
+    rescales only the positions an update changes; this full build is the reference for that
+    cache (``mode`` and ``ts_recv`` are filled in per tick)."""
+    args: list[Any] = [None] * len(_TICK_POSITIONAL)
+    args[0], args[1], args[2], args[_A_MODE] = SOURCE, label, exchange, _QUOTE_MODE
+    for i, (j, op) in enumerate(arg_map[: len(values)]):
+        raw = values[i]
+        if op == _SKIP or raw == NO_VALUE:
+            continue
+        args[j] = raw / divisor if op == _PRICE else raw * 1000 if op == _MILLIS else raw
+    _set_change(args)
+    return args
+
+
+_Merge = Callable[[list[int], list[Any], float, bytes, int], bool | None]
+"""A compiled merge for one layout of an update record: ``(values, args, divisor, data, start)``
+→ True if something changed, False if not, None if the layout guess was wrong (then nothing
+was touched and the general merge runs)."""
+_MERGE_CACHE_LIMIT: Final = 4096
+_SCRIP_MERGES: dict[bytes, _Merge] = {}
+_INDEX_MERGES: dict[bytes, _Merge] = {}
+_NO_VALUE_BYTES: Final = _I32.pack(NO_VALUE)
+_CHANGE_SOURCE: Final = (
+    f"    if changed:\n"
+    f"        ltp = args[{_A_LTP}]\n"
+    f"        close = args[{_A_CLOSE}]\n"
+    f"        if ltp is None or close is None or close == 0:\n"
+    f"            args[{_A_CHANGE}] = args[{_A_PCT}] = None\n"
+    f"        else:\n"
+    f"            change = ltp - close\n"
+    f"            args[{_A_CHANGE}] = change\n"
+    f"            args[{_A_PCT}] = change * 100.0 / close\n"
+)  # the arithmetic of _set_change / price_change, so the same floats
+
+
+def _compile_merge(signature: bytes, arg_map: _ArgMap) -> _Merge:
+    """The merge for an update record whose i-th value starts with byte ``signature[i]``.
+
+    Why generated code: an update names a handful of the 21 positions, and a generic loop over
+    (position, argument, conversion) triples costs more per record than everything else on the
+    path together; the layouts that occur are few (the present positions), so each gets
+    straight-line code once and is cached. Only integers from this module's tables are
+    written into the source — nothing from the wire.
+
+    A value is presumed absent when its top byte is ``0x80``, as ``NO_VALUE``'s is; the
+    compiled code checks those values in full (a few real negative numbers start with
+    ``0x80`` too) and returns None, having changed nothing, when the guess was wrong.
+    """
+    present_fmt, absent_fmt, expected = [">"], [">"], []
+    ops: list[tuple[int, int, int]] = []
+    run = 0
+    for i, top in enumerate(signature):
+        if top == 0x80:
+            present_fmt.append("4x")
+            run += 1
+            continue
+        if run:
+            absent_fmt.append(f"{4 * run}s")
+            expected.append(_NO_VALUE_BYTES * run)
+            run = 0
+        present_fmt.append("i")
+        absent_fmt.append("4x")
+        j, op = arg_map[i] if i < len(arg_map) else (0, _SKIP)
+        ops.append((i, j, op))
+    if run:
+        absent_fmt.append(f"{4 * run}s")
+        expected.append(_NO_VALUE_BYTES * run)
+    lines = ["def merge(values, args, divisor, data, start):"]
+    if expected:
+        lines.append("    if absent(data, start) != expected:\n        return None")
+    if not ops:
+        lines.append("    return False")
+    else:
+        names = [f"v{i}" for i, _, _ in ops]
+        lines.append(f"    {', '.join(names)}, = present(data, start)\n    changed = False")
+        for (i, j, op), name in zip(ops, names, strict=True):
+            lines.append(f"    if values[{i}] != {name}:\n        values[{i}] = {name}")
+            if op == _PRICE:
+                lines.append(f"        args[{j}] = {name} / divisor")
+            elif op == _INT:
+                lines.append(f"        args[{j}] = {name}")
+            elif op == _MILLIS:
+                lines.append(f"        args[{j}] = {name} * 1000")
+            lines.append("        changed = True")
+        if any(op != _SKIP and j in _CHANGE_INPUTS for _, j, op in ops):
+            lines.append(_CHANGE_SOURCE)
+        lines.append("    return changed")
+    namespace: dict[str, Any] = {
+        "present": struct.Struct("".join(present_fmt)).unpack_from,
+        "absent": struct.Struct("".join(absent_fmt)).unpack_from,
+        "expected": tuple(expected),
+    }
+    exec("\n".join(lines), namespace)  # source built from integers only, see above
+    merge: _Merge = namespace["merge"]
+    return merge
+
 
 class TopicState:
-    """One topic's merged raw values (``NO_VALUE`` where the server gave none)."""
+    """One topic's merged raw values (``NO_VALUE`` where the server gave none) and, kept in
+    step with them, the scaled positional ``Tick`` arguments (``args``) so an update only
+    rescales the positions it changes."""
 
-    __slots__ = ("divisor", "exchange", "kind", "label", "topic", "values")
+    __slots__ = ("arg_map", "args", "divisor", "exchange", "kind", "label", "merges",
+                 "quote_fast", "topic", "values")  # fmt: skip
 
     def __init__(self, snapshot: Snapshot, label: str) -> None:
         self.topic = snapshot.topic
@@ -518,6 +682,15 @@ class TopicState:
         table = INDEX_EXCHANGE if self.kind == "if" else SEGMENT_EXCHANGE
         self.exchange = table.get(segment, SEGMENT_EXCHANGE.get(segment, segment.upper()))
         self.label = label
+        index = self.kind == "if"
+        self.arg_map: _ArgMap = _INDEX_MAP if index else _SCRIP_MAP
+        self.merges = _INDEX_MERGES if index else _SCRIP_MERGES
+        self.args = self.rescaled()
+        self.quote_fast = not index and self.kind != "dp"
+
+    def rescaled(self) -> list[Any]:
+        """The ``args`` a full rebuild from ``values`` gives (what the cache must equal)."""
+        return scaled_args(self.values, self.divisor, self.label, self.exchange, self.arg_map)
 
     def price(self, position: int) -> float | None:
         values = self.values
@@ -568,7 +741,12 @@ class HsmState:
 
 @dataclass(slots=True)
 class Decoded:
-    """What one server frame meant: ticks, a control message, an acknowledgement to send."""
+    """What one server frame meant: ticks, a control message, an acknowledgement to send.
+
+    For a data message ``message`` is a :class:`DataMessage` with its number, skipped count and
+    error but an empty ``records`` list: the records are merged straight from the bytes, never
+    built as objects (:func:`decode_server_frame` gives them when they are wanted).
+    """
 
     ticks: list[Tick] = field(default_factory=list)
     message: ServerMessage | None = None
@@ -583,140 +761,219 @@ def decode_frame(data: bytes, ts_recv: int, state: HsmState) -> Decoded:
     A malformed header gives an empty result with the reason in ``errors``; unknown topic ids in
     updates are counted as skipped (their snapshot was never seen).
     """
+    if len(data) >= 9 and data[2] == DATA:
+        out = Decoded()
+        number = _U32.unpack_from(data, 3)[0]
+        out.message = _merge_data(data, _U16.unpack_from(data, 7)[0], number, state, ts_recv, out)
+        if state.ack_count > 0:
+            state.unacked += 1
+            if state.unacked >= state.ack_count:
+                state.unacked = 0
+                out.ack = number
+        return out
     try:
         message = decode_server_frame(data)
     except WireError as exc:
         return Decoded(errors=[str(exc)], skipped=1)
     out = Decoded(message=message)
-    if isinstance(message, DataMessage):
-        if message.error is not None:
-            out.errors.append(message.error)
-            out.skipped += message.skipped
-        out.ticks = _apply(message.records, state, ts_recv, out)
-        if state.ack_count > 0:
-            state.unacked += 1
-            if state.unacked >= state.ack_count:
-                state.unacked = 0
-                out.ack = message.number
-    elif isinstance(message, AuthResponse):
+    if isinstance(message, AuthResponse):
         state.reset()
         state.ack_count = message.ack_count
     return out
 
 
-def _mode_of(state: HsmState, symbol: str) -> str:
-    if state.lite:
-        return Mode.LTP.value
-    mode = state.modes.get(symbol)
-    if mode is not None:
-        return mode
-    return Mode.FULL.value if symbol in state.depths else Mode.QUOTE.value
+def _merge_data(
+    data: bytes, count: int, number: int, state: HsmState, ts_recv: int, out: Decoded
+) -> DataMessage:
+    """Walk the records of a data message, merging each into ``state`` as it is read and
+    appending one tick per record that changed something to ``out.ticks``.
 
-
-def _apply(records: Iterable[Record], state: HsmState, ts_recv: int, out: Decoded) -> list[Tick]:
-    """Merge ``records`` into ``state``; one tick per record that changed something."""
-    topics = state.topics
-    ticks: list[Tick] = []
-    for record in records:
-        if isinstance(record, Update):
-            topic = topics.get(record.topic_id)
-            if topic is None:
-                out.skipped += 1
-                continue
-            values = topic.values
-            changed = False
-            for i, raw in enumerate(record.values):
-                if raw != NO_VALUE:
-                    if i >= len(values):
-                        values.extend([NO_VALUE] * (i + 1 - len(values)))
-                    if values[i] != raw:
-                        values[i] = raw
-                        changed = True
-            if not changed:
-                continue
-        elif isinstance(record, Lite):
-            topic = topics.get(record.topic_id)
-            if topic is None:
-                out.skipped += 1
-                continue
-            if topic.values and topic.values[0] == record.ltp:
-                continue
-            if topic.values:
-                topic.values[0] = record.ltp
+    Same outcome as decoding the records (:func:`decode_server_frame`) and then applying them:
+    a bad record stops the message, the records before it stay merged. The hot case — an
+    update of a known topic — runs the merge compiled for its layout (:func:`_compile_merge`),
+    which unpacks only the present values and rescales only the positions that changed; the
+    ``Tick`` is then built positionally from the topic's cached arguments.
+    """
+    topics_get = state.topics.get
+    modes_get = state.modes.get
+    depths = state.depths
+    lite = state.lite
+    ticks = out.ticks
+    append = ticks.append
+    pos, size = 9, len(data)
+    for index in range(count):
+        try:
+            kind = data[pos]
+            topic_id = data[pos + 1] << 8 | data[pos + 2]
+            if kind == UPDATE:
+                n = data[pos + 3]
+                start = pos + 4
+                end = start + 4 * n
+                if end > size:
+                    raise IndexError
+                pos = end
+                topic = topics_get(topic_id)
+                if topic is None:
+                    out.skipped += 1
+                    continue
+                values = topic.values
+                merges = topic.merges
+                signature = data[start:end:4]
+                merge = merges.get(signature)
+                if merge is None:
+                    if len(merges) >= _MERGE_CACHE_LIMIT:
+                        merges.clear()
+                    merge = merges[signature] = _compile_merge(signature, topic.arg_map)
+                changed = (
+                    None
+                    if n > len(values)
+                    else merge(values, topic.args, topic.divisor, data, start)
+                )
+                if changed is None:
+                    changed = _merge_values(topic, _values_struct(n).unpack_from(data, start))
+                if not changed:
+                    continue
+            elif kind == SNAPSHOT:
+                topic_name, pos = _read_short(data, pos + 3)
+                n = data[pos]
+                snap_values = _values_struct(n).unpack_from(data, pos + 1)
+                multiplier, precision = _TAIL.unpack_from(data, pos + 1 + 4 * n)
+                exchange, pos = _read_short(data, pos + 6 + 4 * n)
+                token, pos = _read_short(data, pos)
+                symbol, pos = _read_short(data, pos)
+                snapshot = Snapshot(topic_id, topic_name, snap_values, multiplier, precision,
+                                    exchange, token, symbol)  # fmt: skip
+                label = state.labels.get(topic_name) or symbol_from_snapshot(snapshot)
+                topic = TopicState(snapshot, label)
+                state.topics[topic_id] = topic
+                if topic.kind == "dp":
+                    depths[label] = topic
+                elif topic.kind == "sf":
+                    state.scrips[label] = topic
+            elif kind == LITE:
+                if pos + 7 > size:
+                    raise IndexError
+                ltp = _I32.unpack_from(data, pos + 3)[0]
+                pos += 7
+                topic = topics_get(topic_id)
+                if topic is None:
+                    out.skipped += 1
+                    continue
+                values = topic.values
+                if values and values[0] == ltp:
+                    continue
+                if values:
+                    values[0] = ltp
+                else:
+                    values.append(ltp)
+                j = topic.arg_map[0][0]  # position 0 is the LTP of every topic kind
+                topic.args[j] = None if ltp == NO_VALUE else ltp / topic.divisor
+                _set_change(topic.args)
+                state.lite = lite = True
             else:
-                topic.values.append(record.ltp)
-            state.lite = True
+                out.skipped += count - index
+                out.errors.append(f"record {index} has unknown type {kind}")
+                return DataMessage(number, [], count - index, out.errors[-1])
+        except (IndexError, struct.error):
+            out.skipped += count - index
+            out.errors.append(f"record {index} of {count} is cut short")
+            return DataMessage(number, [], count - index, out.errors[-1])
+        # the tick for this record, from the topic's cached arguments
+        label = topic.label
+        if lite:
+            mode = _LTP_MODE
         else:
-            label = state.labels.get(record.topic) or symbol_from_snapshot(record)
-            topic = TopicState(record, label)
-            topics[record.topic_id] = topic
-            if topic.kind == "dp":
-                state.depths[label] = topic
-            elif topic.kind == "sf":
-                state.scrips[label] = topic
-        tick = _tick(topic, state, ts_recv)
-        if tick is not None:
-            ticks.append(tick)
-    return ticks
+            wanted = modes_get(label)
+            mode = wanted if wanted is not None else _FULL_MODE if label in depths else _QUOTE_MODE
+        if topic.quote_fast and mode != _LTP_MODE and mode != _FULL_MODE:
+            args = topic.args
+            if args[_A_LTP] is not None:
+                args[_A_MODE] = mode
+                args[_A_TS_RECV] = ts_recv
+                append(Tick(*args))
+        else:
+            tick = _tick(topic, state, mode, ts_recv)
+            if tick is not None:
+                append(tick)
+    if pos != size:
+        error = f"{size - pos} bytes after the last record"
+        out.errors.append(error)
+        return DataMessage(number, [], 0, error)
+    return DataMessage(number, [])
 
 
-def _tick(topic: TopicState, state: HsmState, ts_recv: int) -> Tick | None:
+def _merge_values(topic: TopicState, raw_values: Sequence[int]) -> bool:
+    """The general merge (§3.6) for updates the plans do not cover (longer than the held
+    values, or a present value that starts like ``NO_VALUE``): present values overwrite, the
+    list grows as needed, and the scaled arguments are rebuilt. True when something changed."""
+    values = topic.values
+    changed = False
+    for i, raw in enumerate(raw_values):
+        if raw != NO_VALUE:
+            if i >= len(values):
+                values.extend([NO_VALUE] * (i + 1 - len(values)))
+            if values[i] != raw:
+                values[i] = raw
+                changed = True
+    if changed:
+        topic.args = topic.rescaled()
+    return changed
+
+
+def _tick(topic: TopicState, state: HsmState, mode: str, ts_recv: int) -> Tick | None:
+    """The tick for a change of ``topic`` in ``mode`` (every case but the inlined quote tick
+    of a scrip)."""
     kind = topic.kind
-    symbol = topic.label
     if kind == "if":
-        ltp = topic.price(I_LTP)
+        args = topic.args
+        ltp = args[_A_LTP]
         if ltp is None:
             return None
-        if _mode_of(state, symbol) == Mode.LTP.value:
-            return Tick(SOURCE, symbol, topic.exchange, Mode.LTP.value, ltp, ts_recv=ts_recv)
-        close = topic.price(I_CLOSE)
-        change, change_pct = price_change(ltp, close)
-        return Tick(SOURCE, symbol, topic.exchange, Mode.QUOTE.value, ltp,
-                    open=topic.price(I_OPEN), high=topic.price(I_HIGH), low=topic.price(I_LOW),
-                    close=close, change=change, change_pct=change_pct,
-                    ts_exchange=topic.millis(I_FEED_TIME), ts_recv=ts_recv)  # fmt: skip
-    mode = _mode_of(state, symbol)
+        if mode == _LTP_MODE:
+            return Tick(SOURCE, topic.label, topic.exchange, _LTP_MODE, ltp, None,
+                        None, None, None, None, None, None, None, None, None, None, None,
+                        None, None, None, None, None, None, None,
+                        None, None, ts_recv)  # fmt: skip
+        args[_A_MODE] = _QUOTE_MODE
+        args[_A_TS_RECV] = ts_recv
+        return Tick(*args)
     if kind == "dp":
-        if mode != Mode.FULL.value:
+        if mode != _FULL_MODE:
             return None
-        scrip = state.scrips.get(symbol)
+        scrip = state.scrips.get(topic.label)
         if scrip is None:
             return None  # depth alone has no price to report; the scrip snapshot follows
         return _scrip_tick(scrip, mode, ts_recv, topic)
-    return _scrip_tick(topic, mode, ts_recv, state.depths.get(symbol))
+    return _scrip_tick(topic, mode, ts_recv, state.depths.get(topic.label))
 
 
 def _scrip_tick(
     topic: TopicState, mode: str, ts_recv: int, depth: TopicState | None
 ) -> Tick | None:
-    ltp = topic.price(LTP)
+    args = topic.args
+    ltp = args[_A_LTP]
     if ltp is None:
         return None
-    if mode == Mode.LTP.value:
-        return Tick(SOURCE, topic.label, topic.exchange, mode, ltp,
-                    ts_last_trade=topic.millis(LTT), ts_exchange=topic.millis(FEED_TIME),
-                    ts_recv=ts_recv)  # fmt: skip
-    close = topic.price(CLOSE)
-    change, change_pct = price_change(ltp, close)
-    bids = asks = None
-    if mode == Mode.FULL.value:
+    if mode == _LTP_MODE:
+        return Tick(SOURCE, topic.label, topic.exchange, mode, ltp, None,
+                    None, None, None, None, None, None, None, None, None, None, None,
+                    None, None, None, None, None, None, None,
+                    args[_A_TS_EXCHANGE], args[_A_TS_LAST_TRADE], ts_recv)  # fmt: skip
+    full = args.copy()
+    full[_A_MODE] = mode
+    full[_A_TS_RECV] = ts_recv
+    if mode == _FULL_MODE:
         if depth is not None:
-            bids, asks = depth_levels(depth)
+            full[_A_BIDS], full[_A_ASKS] = depth_levels(depth)
         else:
             bid, ask = topic.price(BID), topic.price(ASK)
-            bids = [DepthLevel(bid, topic.number(BID_SIZE) or 0)] if bid is not None else []
-            asks = [DepthLevel(ask, topic.number(ASK_SIZE) or 0)] if ask is not None else []
-    return Tick(
-        SOURCE, topic.label, topic.exchange, mode, ltp,
-        ltq=topic.number(LTQ), atp=topic.price(ATP), volume=topic.number(VOLUME),
-        total_buy_qty=topic.number(TBQ), total_sell_qty=topic.number(TSQ),
-        open=topic.price(OPEN), high=topic.price(HIGH), low=topic.price(LOW), close=close,
-        change=change, change_pct=change_pct, oi=topic.number(OI),
-        upper_circuit=topic.price(UPPER_CKT), lower_circuit=topic.price(LOWER_CKT),
-        high_52w=topic.price(YHIGH), low_52w=topic.price(YLOW),
-        ts_exchange=topic.millis(FEED_TIME), ts_last_trade=topic.millis(LTT), ts_recv=ts_recv,
-        bids=bids, asks=asks,
-    )  # fmt: skip
+            full[_A_BIDS] = (
+                [DepthLevel(bid, topic.number(BID_SIZE) or 0)] if bid is not None else []
+            )
+            full[_A_ASKS] = (
+                [DepthLevel(ask, topic.number(ASK_SIZE) or 0)] if ask is not None else []
+            )
+    return Tick(*full)
 
 
 def depth_levels(depth: TopicState) -> tuple[list[DepthLevel], list[DepthLevel]]:
