@@ -38,16 +38,25 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app: Any, *, ws_per_message_deflate: bool = True) -> QuietServer:
+def make_server(
+    app: Any,
+    *,
+    ws_per_message_deflate: bool = True,
+    ws_ping_interval: float | None = 20.0,
+    ws_ping_timeout: float | None = 20.0,
+) -> QuietServer:
     """A quiet uvicorn server for ``app``.
 
     ``ws_per_message_deflate`` decides whether WebSocket clients that offer permessage-deflate
     get it. It is negotiated per connection, so with it on every message is compressed once
     for every client: the API role turns it off by default (``WS_COMPRESSION``); the broker
-    emulators keep uvicorn's default (on), as the real brokers offer it."""
+    emulators keep uvicorn's default (on), as the real brokers offer it. The server pings every
+    WebSocket client each ``ws_ping_interval`` seconds and closes one that has not answered
+    within ``ws_ping_timeout`` (uvicorn's defaults: 20 and 20)."""
     config = uvicorn.Config(
         app, log_config=None, access_log=False, ws="websockets-sansio", lifespan="on",
         timeout_graceful_shutdown=3, ws_per_message_deflate=ws_per_message_deflate,
+        ws_ping_interval=ws_ping_interval, ws_ping_timeout=ws_ping_timeout,
     )  # fmt: skip
     return QuietServer(config)
 
@@ -65,9 +74,13 @@ async def start(server: QuietServer, sock: socket.socket) -> asyncio.Task[None]:
 
 @contextlib.asynccontextmanager
 async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
-    """Serve ``app`` for the duration of the block; yields the bound port."""
+    """Serve ``app`` for the duration of the block; yields the bound port.
+
+    An app that needs other server settings (a broker emulator's WebSocket keep-alive) names
+    them in ``app.state.server_options``, as :func:`make_server` keywords."""
     sock = listen(host, port)
-    server = make_server(app)
+    state = getattr(app, "state", None)
+    server = make_server(app, **getattr(state, "server_options", {}))
     task = await start(server, sock)
     try:
         yield int(sock.getsockname()[1])

@@ -4,9 +4,12 @@ disconnect codes and pooling over connections."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 
 import pytest
 
+from marketpulse.emulators.dhan import TEST_ACCESS_TOKEN, TEST_CLIENT_ID
 from marketpulse.feeds.base import FeedAuthError, FeedSupervisor
 from marketpulse.feeds.dhan.credentials import DhanCredentials
 from marketpulse.model import DepthLevel, Mode, Tick
@@ -177,3 +180,34 @@ async def test_malformed_frames_are_counted_and_skipped() -> None:
         finally:
             await connection.close()
     assert got[-1].ltp == 5.0 and sum(adapter.skipped.values()) == 1
+
+
+async def _raw_upgrade(port: int, query: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket client that completes the handshake and then never answers anything."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .encode()
+    )  # fmt: skip
+    status = await reader.readuntil(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 101"), status
+    return reader, writer
+
+
+async def test_the_emulator_pings_like_dhan_and_drops_a_client_that_never_answers() -> None:
+    """Dhan's server pings every 10 s and drops a socket silent for 40 s (spec §9.5); here
+    scaled down to 0.2 s and 0.5 s."""
+    async with dhan_emulator(ping_interval=0.2, ping_timeout=0.5) as dhan:
+        query = f"version=2&token={TEST_ACCESS_TOKEN}&clientId={TEST_CLIENT_ID}&authType=2"
+        reader, writer = await _raw_upgrade(dhan.port, query)
+        try:
+            first = await asyncio.wait_for(reader.readexactly(2), 5)
+            assert first[0] == 0x89  # FIN + ping
+            await asyncio.wait_for(reader.readexactly(first[1] & 0x7F), 5)
+            # No pong: the server gives up and closes the connection (read() returns at EOF).
+            await asyncio.wait_for(reader.read(), 10)
+            assert reader.at_eof()
+        finally:
+            writer.close()

@@ -52,6 +52,9 @@ def build_app(options: EmulatorOptions, **settings: Any) -> FastAPI:
     app = FastAPI(title="DhanHQ emulator (marketpulse)", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)  # fmt: skip
     app.state.emulator = emulator
+    app.state.server_options = {
+        "ws_ping_interval": emulator.ping_interval, "ws_ping_timeout": emulator.ping_timeout,
+    }  # fmt: skip
     app.include_router(feed.router)
     app.include_router(rest.router)
     return app

@@ -240,8 +240,14 @@ class DhanEmulator(MarketEmulator):
         snapshots: bool = True,
         slice_seconds: float = 0.05,
         today: date | None = None,
+        ping_interval: float = 10.0,
+        ping_timeout: float = 30.0,
     ) -> None:
         self.options = options
+        # Dhan pings every 10 s and drops a socket that stays silent (no pong, no data) for
+        # 40 s (spec §9.5); the ASGI server sends the pings (see ``server_options``).
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self.max_instruments = max_instruments
         self.max_depth_instruments = max_depth_instruments
         self.max_per_message = max_per_message

@@ -2,8 +2,10 @@
 ``/twentydepth``.
 
 Dhan accepts every upgrade and reports bad credentials in-band: the emulator does the same
-(a disconnect packet with the reason, then a close). Server-side WebSocket pings are left to
-the ASGI server (uvicorn's ``ws_ping_interval``), because an ASGI app cannot send ping frames.
+(a disconnect packet with the reason, then a close). Server-side WebSocket pings come from the
+ASGI server, because an ASGI app cannot send ping frames: ``build_app`` puts Dhan's keep-alive
+(ping every 10 s, close after 30 s more without a pong) in ``app.state.server_options``, which
+:func:`marketpulse.httpserver.serving` applies.
 """
 
 from __future__ import annotations
