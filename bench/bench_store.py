@@ -1,6 +1,6 @@
 """Ticks/s the store writes to PostgreSQL, against a raw COPY of the same rows in the same run.
 
-Up to four ways of writing identical rows (50,000 full-mode simulator ticks over 1,057
+Up to four ways of writing identical rows (200,000 full-mode simulator ticks over 1,057
 instruments, in batches of each of ``BATCHES``), each into a fresh migrated database:
 
 * reference: ``COPY`` of the rows straight into the ``ticks`` table (no idempotence, no candles);
@@ -50,8 +50,8 @@ from marketpulse.store.ticks import (
     tick_row,
 )
 
-TICKS = 50_000
-BATCHES = (5_000, 20_000)  # TICK_BUFFER_SIZE: about 0.25 s / 1 s of ticks at 20k ticks/s
+TICKS = int(os.environ.get("BENCH_STORE_TICKS", "200000"))
+BATCHES = (5_000, 10_000, 20_000)  # TICK_BUFFER_SIZE (default 10,000): 0.25–1 s of ticks at 20k/s
 RUNS = 3
 
 
