@@ -4,15 +4,16 @@ Both sides decode the *same bytes* (deterministic, realistic packets made by our
 output the unit tests pin to the spec's vectors) in a plain loop that drops each result, and
 both report the best of several runs in thread CPU time (``bench.measure``), the figure least
 disturbed by other processes. The reference is ``smartapi-python``'s
-``SmartWebSocketV2._parse_binary_data``, which is not a project dependency: it runs in a
-throwaway virtualenv through a subprocess, loaded by the spec's §7 offline recipe (the module
-file alone: no ``SmartApi/__init__`` network call, no constructor log files). Point
-``ANGELONE_SDK_PYTHON`` at that venv's interpreter (default ``/tmp/angelref/bin/python``):
+``SmartWebSocketV2._parse_binary_data`` (the ``sdk`` dependency group, test/benchmark only). It
+runs in a subprocess, loaded by the spec's §7 offline recipe (the module file alone: no
+``SmartApi/__init__`` network call, no constructor log files), with the interpreter named by
+``ANGELONE_SDK_PYTHON``, else this one when it has the SDK, else a throwaway virtualenv at
+``/tmp/angelref/bin/python``:
 
     python3 -m venv /tmp/angelref
     /tmp/angelref/bin/pip install smartapi-python==1.5.5 websocket-client logzero
 
-Without it only our rows are reported (and a note on stderr says why).
+Without any of them only our rows are reported (and a note on stderr says why).
 
 Run alone with ``python bench/bench_angelone_decode.py``; ``python -m bench angelone_decode``
 runs it with the others.
@@ -20,6 +21,7 @@ runs it with the others.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -118,9 +120,15 @@ def make_packets(mode: wire.WireMode, count: int = PACKETS, seed: int = 7) -> li
 
 
 def sdk_python() -> str | None:
-    """The interpreter of the virtualenv holding the SDK, or None when there is none."""
-    candidate = os.environ.get("ANGELONE_SDK_PYTHON", DEFAULT_SDK_PYTHON)
-    return candidate if Path(candidate).exists() else None
+    """``ANGELONE_SDK_PYTHON``, else this interpreter if it has the SDK, else the throwaway venv.
+
+    Still a subprocess when it is this interpreter: the SDK's imports stay out of our process.
+    """
+    if os.environ.get("ANGELONE_SDK_PYTHON"):
+        return os.environ["ANGELONE_SDK_PYTHON"]
+    if importlib.util.find_spec("SmartApi") is not None:  # the ``sdk`` dependency group
+        return sys.executable
+    return DEFAULT_SDK_PYTHON if Path(DEFAULT_SDK_PYTHON).exists() else None
 
 
 class SdkWorker:
@@ -187,9 +195,9 @@ def run() -> list[Result]:
     python = sdk_python()
     if python is None:
         print(
-            f"angelone_decode: no SDK reference (set ANGELONE_SDK_PYTHON, or create "
-            f"{DEFAULT_SDK_PYTHON}: pip install smartapi-python=={SDK_VERSION} websocket-client "
-            "logzero)",
+            f"angelone_decode: no SDK reference (install the sdk dependency group, set "
+            f"ANGELONE_SDK_PYTHON, or create {DEFAULT_SDK_PYTHON}: pip install "
+            f"smartapi-python=={SDK_VERSION} websocket-client logzero)",
             file=sys.stderr,
         )
     results: list[Result] = []

@@ -392,6 +392,54 @@ def test_buffers_other_than_bytes() -> None:
         assert decode_one(memoryview(VECTORS[name]), TS_RECV) == expected
 
 
+class _BytesSubclass(bytes):
+    pass
+
+
+def test_snap_quote_outside_bytes_takes_the_buffer_path_with_the_same_result() -> None:
+    # decode_one's SNAP_QUOTE fast path is for exact bytes; everything else is copied to bytes.
+    packet = VECTORS["A3"]
+    expected = decode(packet)
+    assert decode_one(_BytesSubclass(packet), TS_RECV) == expected
+    assert decode_one(memoryview(b"\xff" + packet + b"\xff")[1:-1], TS_RECV) == expected
+    mixed = bytearray(packet)
+    mixed[147:149] = (0).to_bytes(2, "little")  # first bid filed as an ask: the general path
+    assert decode_one(bytes(mixed), TS_RECV) == decode_one(bytearray(mixed), TS_RECV)
+    for cut in (1, 378):
+        assert decode_one(bytearray(packet[:cut]), TS_RECV) is SkipReason.TRUNCATED
+        assert decode_one(_BytesSubclass(packet[:cut]), TS_RECV) is SkipReason.TRUNCATED
+    assert decode_one(bytearray(packet + b"\0"), TS_RECV) is SkipReason.BAD_LENGTH
+    assert decode_one(memoryview(packet)[::2], TS_RECV) is SkipReason.TRUNCATED
+    assert decode_one(memoryview(packet + packet)[::2], TS_RECV) is SkipReason.ERROR
+
+
+def test_wide_item_buffers_decode_their_first_bytes_as_before() -> None:
+    # len() of a memoryview counts items, and the length check has always been on len(): a
+    # 379-item view of 2-byte items passes it and its first 379 bytes are decoded. Kept as is.
+    packet = bytearray(VECTORS["A3"])
+    packet[1] = 0  # so that item 0 (bytes 0-1, little-endian) is 3, the SNAP_QUOTE mode
+    wide = memoryview(bytes(packet) * 2).cast("H")
+    assert len(wide) == 379
+    assert decode_one(wide, TS_RECV) is SkipReason.UNKNOWN_EXCHANGE  # byte 1 is 0
+
+
+def test_memo_keys_the_token_with_its_exchange() -> None:
+    # One token string under two exchange types is two instruments (and two divisors).
+    for name in ("A1", "A2", "A3", "A6"):
+        packet = bytearray(VECTORS[name])
+        ticks = {}
+        for code in (ExchangeType.NSE_CM, ExchangeType.CDE_FO, ExchangeType.NSE_CM):
+            packet[1] = code
+            ticks[code] = decode(bytes(packet))
+        assert ticks[ExchangeType.NSE_CM].exchange == "NSE"
+        assert ticks[ExchangeType.CDE_FO].exchange == "CDS"
+        assert ticks[ExchangeType.NSE_CM].token == ticks[ExchangeType.CDE_FO].token
+        if name != "A6":
+            assert ticks[ExchangeType.CDE_FO].ltp * 100_000 == pytest.approx(
+                ticks[ExchangeType.NSE_CM].ltp
+            )
+
+
 # --------------------------------------------------------------------------- malformed input
 
 
@@ -459,7 +507,7 @@ def test_token_cache_is_bounded() -> None:
     for i in range(wire._TOKEN_CACHE_MAX + 10):
         packet[2:27] = str(i).encode().ljust(25, b"\0")
         assert decode(bytes(packet)).token == str(i)
-    assert len(wire._TOKENS) <= wire._TOKEN_CACHE_MAX
+    assert len(wire._INSTRUMENTS) <= wire._TOKEN_CACHE_MAX
 
 
 @settings(max_examples=400)

@@ -23,7 +23,7 @@ from typing import Final, TypeAlias
 
 import msgspec
 
-from marketpulse.model import DepthLevel, Exchange, Mode, Tick, price_change
+from marketpulse.model import DepthLevel, Exchange, Mode, Tick
 
 __all__ = [
     "DEPTH20_LEVELS",
@@ -181,11 +181,14 @@ if (_LTP.size, _QUOTE.size, _SNAP.size, _DEPTH.size) != (51, 123, 379, 443):  # 
 # Decode layouts: the same bytes, but fields the Tick does not carry (mode byte, sequence
 # number, OI change %) are pad bytes, so the one unpack call allocates nothing for them and its
 # tuple can be unpacked straight into local variables (cheaper than indexing it field by field).
-_unpack_ltp = struct.Struct("<xB25s8xqq").unpack_from
-_unpack_quote = struct.Struct("<xB25s8xqqqqqddqqqq").unpack_from
-_unpack_snap = struct.Struct("<xB25s8xqqqqqddqqqqqq8x" + "HqqH" * 10 + "qqqq").unpack_from
+# The exchange byte and the token field are read as one 26-byte key (see _instrument).
+_unpack_ltp = struct.Struct("<x26s8xqq").unpack_from
+_unpack_quote = struct.Struct("<x26s8xqqqqqddqqqq").unpack_from
+_unpack_snap = struct.Struct("<x26s8xqqqqqddqqqqqq8x" + "HqqH" * 10 + "qqqq").unpack
+"""Exact-size ``unpack`` (not ``unpack_from``): it raises struct.error unless the message is
+379 bytes, which spares decode_one's hot path a length check (see there)."""
 _unpack_best_five = struct.Struct("<147x" + "HqqH" * 10).unpack_from
-_unpack_depth = _DEPTH.unpack_from
+_unpack_depth = struct.Struct("<x26sqq" + "iih" * 40).unpack_from
 
 # The canonical Tick field order the positional constructor calls below rely on; checked at
 # import so a reordering of model.Tick fails loudly instead of scrambling fields.
@@ -279,29 +282,39 @@ class DecodeResult:
 
 # --------------------------------------------------------------------------- decoding helpers
 
-_TOKENS: dict[bytes, str] = {}
-"""Raw 25-byte token field → token string.
+_Instrument: TypeAlias = tuple[str, str, int]
+"""(token, canonical exchange, price divisor) of one exchangeType + token field."""
 
-A memo, not state: subscriptions repeat the same few hundred tokens all day, so this turns a
-partition + decode per packet into one dict hit. Bounded so garbage input cannot grow it.
+_INSTRUMENTS: dict[bytes, _Instrument] = {}
+"""Raw 26 bytes at offset 1 (exchangeType byte + 25-byte token field) → :data:`_Instrument`.
+
+A memo, not state: subscriptions repeat the same few hundred tokens all day, so this turns an
+exchange-table lookup, a partition and a decode per packet into one dict hit. Only valid
+instruments are stored, and it is bounded, so garbage input cannot grow it.
 """
 _TOKEN_CACHE_MAX: Final = 65_536
-_tokens_get = _TOKENS.get
+_instruments_get = _INSTRUMENTS.get
 
 
-def _token(raw: bytes) -> str | None:
-    """Decode a NUL-padded token field (parsers stop at the first NUL, §4.1); None if invalid."""
-    text = raw.partition(b"\0")[0]
+def _instrument(raw: bytes) -> _Instrument | SkipReason:
+    """Resolve a memo miss: the exchange byte first (§5), then the NUL-padded token (§4.1).
+
+    Parsers stop at the first NUL; an empty or non-ASCII token is invalid.
+    """
+    ex = _EXCH[raw[0]]
+    if ex is None:
+        return SkipReason.UNKNOWN_EXCHANGE
+    text = raw[1:].partition(b"\0")[0]
     if not text:
-        return None
+        return SkipReason.BAD_TOKEN
     try:
         token = text.decode("ascii")
     except UnicodeDecodeError:
-        return None
-    if len(_TOKENS) >= _TOKEN_CACHE_MAX:
-        _TOKENS.clear()
-    _TOKENS[raw] = token
-    return token
+        return SkipReason.BAD_TOKEN
+    if len(_INSTRUMENTS) >= _TOKEN_CACHE_MAX:
+        _INSTRUMENTS.clear()
+    instrument = _INSTRUMENTS[raw] = (token, ex[0], ex[1])
+    return instrument
 
 
 _trunc = math.trunc
@@ -342,17 +355,18 @@ def _split_best_five(data: Buffer, div: int) -> tuple[list[DepthLevel], list[Dep
 
 
 def _decode_ltp(data: Buffer, ts_recv: int) -> Tick | SkipReason:
-    exch, raw_token, ts, ltp = _unpack_ltp(data)
-    ex = _EXCH[exch]
-    if ex is None:
-        return SkipReason.UNKNOWN_EXCHANGE
-    token = _tokens_get(raw_token) or _token(raw_token)
-    if token is None:
-        return SkipReason.BAD_TOKEN
+    raw_key, ts, ltp = _unpack_ltp(data)
+    instrument = _instruments_get(raw_key)
+    if instrument is None:
+        found = _instrument(raw_key)
+        if isinstance(found, SkipReason):
+            return found
+        instrument = found
+    token, exchange, div = instrument
     # Positional: msgspec builds a 29-field Tick from positional arguments ~7x cheaper than
     # from keywords (measured), and the import-time check above pins the field order.
     return Tick(
-        SOURCE, token, ex[0], _LTP_MODE, ltp / ex[1], None,
+        SOURCE, token, exchange, _LTP_MODE, ltp / div, None,
         None, None, None, None, None, None, None, None, None, None, None,
         None, None, None, None, None, None, None,
         ts if ts > 0 else None, None, ts_recv,
@@ -361,8 +375,7 @@ def _decode_ltp(data: Buffer, ts_recv: int) -> Tick | SkipReason:
 
 def _decode_quote(data: Buffer, ts_recv: int) -> Tick | SkipReason:
     (
-        exch,
-        raw_token,
+        raw_key,
         ts,
         ltp_raw,
         ltq,
@@ -375,16 +388,22 @@ def _decode_quote(data: Buffer, ts_recv: int) -> Tick | SkipReason:
         low,
         close_raw,
     ) = _unpack_quote(data)
-    ex = _EXCH[exch]
-    if ex is None:
-        return SkipReason.UNKNOWN_EXCHANGE
-    token = _tokens_get(raw_token) or _token(raw_token)
-    if token is None:
-        return SkipReason.BAD_TOKEN
-    exchange, div = ex
+    instrument = _instruments_get(raw_key)
+    if instrument is None:
+        found = _instrument(raw_key)
+        if isinstance(found, SkipReason):
+            return found
+        instrument = found
+    token, exchange, div = instrument
     ltp = ltp_raw / div
     close = close_raw / div
-    change, change_pct = price_change(ltp, close)
+    change: float | None
+    change_pct: float | None
+    if close:  # model.price_change inlined, same expressions (see _decode_snap)
+        change = ltp - close
+        change_pct = change * 100.0 / close
+    else:
+        change = change_pct = None
     try:
         tbq: int | None = _trunc(tbq_f)
         tsq: int | None = _trunc(tsq_f)
@@ -422,11 +441,15 @@ def _decode_quote(data: Buffer, ts_recv: int) -> Tick | SkipReason:
     )
 
 
-def _decode_snap(data: Buffer, ts_recv: int) -> Tick | SkipReason:
-    """SNAP_QUOTE, the hot path: every line here was measured (bench/bench_angelone_decode.py)."""
+def _decode_snap(data: bytes, ts_recv: int) -> Tick | SkipReason:
+    """SNAP_QUOTE, the hot path: every line here was measured (bench/bench_angelone_decode.py,
+    CPU time and callgrind instruction counts).
+
+    Takes ``bytes`` only: the exact-size unpack raises struct.error unless the message is 379
+    bytes long, which is decode_one's length check (it maps the error to a SkipReason).
+    """
     (
-        exch,
-        raw_token,
+        raw_key,
         ts,
         ltp_raw,
         ltq,
@@ -449,16 +472,24 @@ def _decode_snap(data: Buffer, ts_recv: int) -> Tick | SkipReason:
         high52,
         low52,
     ) = _unpack_snap(data)  # fmt: skip
-    ex = _EXCH[exch]
-    if ex is None:
-        return SkipReason.UNKNOWN_EXCHANGE
-    token = _tokens_get(raw_token) or _token(raw_token)
-    if token is None:
-        return SkipReason.BAD_TOKEN
-    exchange, div = ex
+    instrument = _instruments_get(raw_key)
+    if instrument is None:  # a memo miss: resolve once, or say why not
+        found = _instrument(raw_key)
+        if isinstance(found, SkipReason):
+            return found
+        instrument = found
+    token, exchange, div = instrument
     ltp = ltp_raw / div
     close = close_raw / div
-    change, change_pct = price_change(ltp, close)
+    # model.price_change inlined (a call and a tuple less), with the same expressions
+    # so the floats are bit-identical; close is never NaN (an int over a divisor).
+    change: float | None
+    change_pct: float | None
+    if close:
+        change = ltp - close
+        change_pct = change * 100.0 / close
+    else:
+        change = change_pct = None
     try:
         tbq: int | None = _trunc(tbq_f)
         tsq: int | None = _trunc(tsq_f)
@@ -521,6 +552,16 @@ def _decode_snap(data: Buffer, ts_recv: int) -> Tick | SkipReason:
     )
 
 
+def _decode_snap_buffer(data: Buffer, ts_recv: int) -> Tick | SkipReason:
+    """SNAP_QUOTE in anything but ``bytes`` (bytearray, memoryview, a bytes subclass).
+
+    The exact-size unpack of :func:`_decode_snap` equals the length check only for ``bytes``,
+    so other buffers, already checked to be 379 items long, are handed over as the first 379
+    bytes: the very bytes an ``unpack_from`` of the buffer reads.
+    """
+    return _decode_snap(bytes(memoryview(data).cast("B")[:_SNAP_LENGTH]), ts_recv)
+
+
 def _decode_depth(data: Buffer, ts_recv: int) -> Tick | SkipReason:
     """The deprecated 20-level packet: depth and a timestamp only, no trade prices.
 
@@ -529,17 +570,14 @@ def _decode_depth(data: Buffer, ts_recv: int) -> Tick | SkipReason:
     ``exchange_timestamp``) is preferred, B (offset 35, what the Python SDK reports) is the
     fallback; the server writes the same value to both as far as anyone has seen.
     """
-    v = _unpack_depth(data)
-    ex = _EXCH[v[1]]
-    if ex is None:
-        return SkipReason.UNKNOWN_EXCHANGE
-    token = _tokens_get(v[2]) or _token(v[2])
-    if token is None:
-        return SkipReason.BAD_TOKEN
-    exchange, div = ex
-    ts = v[3] if v[3] > 0 else v[4]
-    bids = [DepthLevel(v[i + 1] / div, v[i], v[i + 2]) for i in range(5, 65, 3) if v[i]]
-    asks = [DepthLevel(v[i + 1] / div, v[i], v[i + 2]) for i in range(65, 125, 3) if v[i]]
+    v = _unpack_depth(data)  # raw key, timestamp A, timestamp B, then 40 × (qty, price, orders)
+    instrument = _instruments_get(v[0]) or _instrument(v[0])
+    if isinstance(instrument, SkipReason):
+        return instrument
+    token, exchange, div = instrument
+    ts = v[1] if v[1] > 0 else v[2]
+    bids = [DepthLevel(v[i + 1] / div, v[i], v[i + 2]) for i in range(3, 63, 3) if v[i]]
+    asks = [DepthLevel(v[i + 1] / div, v[i], v[i + 2]) for i in range(63, 123, 3) if v[i]]
     return Tick(
         SOURCE, token, exchange, _FULL_MODE, 0.0, None,
         None, None, None, None, None, None, None, None, None, None, None,
@@ -555,7 +593,7 @@ _KINDS: Final[tuple[tuple[int, _Decoder] | None, ...]] = tuple(
     {
         WireMode.LTP.value: (PACKET_LENGTHS[WireMode.LTP], _decode_ltp),
         WireMode.QUOTE.value: (PACKET_LENGTHS[WireMode.QUOTE], _decode_quote),
-        WireMode.SNAP_QUOTE.value: (PACKET_LENGTHS[WireMode.SNAP_QUOTE], _decode_snap),
+        WireMode.SNAP_QUOTE.value: (PACKET_LENGTHS[WireMode.SNAP_QUOTE], _decode_snap_buffer),
         WireMode.DEPTH.value: (PACKET_LENGTHS[WireMode.DEPTH], _decode_depth),
     }.get(mode)
     for mode in range(256)
@@ -567,6 +605,7 @@ _UNKNOWN_MODE: Final = SkipReason.UNKNOWN_MODE
 _TRUNCATED: Final = SkipReason.TRUNCATED
 _BAD_LENGTH: Final = SkipReason.BAD_LENGTH
 _ERROR: Final = SkipReason.ERROR
+_SNAP_LENGTH: Final = PACKET_LENGTHS[WireMode.SNAP_QUOTE]
 
 
 # --------------------------------------------------------------------------- decode API
@@ -582,11 +621,15 @@ def decode_one(data: Buffer, ts_recv: int) -> Tick | SkipReason:
     longer message means the layout is not the one this decoder knows.
     """
     try:  # zero-cost in CPython 3.11 until something raises
+        if data[0] == 3 and data.__class__ is bytes:  # WireMode.SNAP_QUOTE, the hot path
+            return _decode_snap(data, ts_recv)  # skips the tables and len(): about 2% of it
         kind = _KINDS[data[0]]
         if kind is not None and len(data) == kind[0]:
             return kind[1](data, ts_recv)
     except IndexError:  # data[0] of an empty message
         return _EMPTY if not data else _ERROR
+    except struct.error:  # raised only by _decode_snap's exact-size unpack: not 379 bytes
+        return _TRUNCATED if len(data) < _SNAP_LENGTH else _BAD_LENGTH
     except Exception:  # safety net for input no check foresaw (e.g. not bytes at all)
         return _ERROR
     if kind is None:
