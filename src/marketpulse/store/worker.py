@@ -32,6 +32,11 @@ from marketpulse.store.ticks import Row, copy_ticks, copy_ticks_with_candles, ro
 
 log = logging.getLogger(__name__)
 
+READ_ENTRIES = 2000
+"""Most firehose entries one XREADGROUP asks for, over all shards. A batch still fills up to
+``TICK_BUFFER_SIZE`` across reads; one reply of 10,000 entries would be megabytes that Redis
+builds in one go while every other client — ingest's writes first — waits."""
+
 
 @dataclass(slots=True)
 class _Batch:
@@ -92,11 +97,12 @@ class TickStoreWorker:
         block_ms = max(1, int(self._settings.flush_interval_seconds * 1000))
         while not self._stopping.is_set():
             room = self._settings.tick_buffer_size - len(self._batch)
+            per_stream = max(1, min(room, READ_ENTRIES) // len(self._streams))
             try:
                 await self._claim_abandoned()
                 reply = await self._redis.xreadgroup(
                     self._group, self._consumer, dict.fromkeys(self._streams, ">"),
-                    count=max(1, room), block=block_ms,
+                    count=per_stream, block=block_ms,
                 )  # fmt: skip
                 self.redis_ok = True
             except ResponseError as exc:
