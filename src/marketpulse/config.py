@@ -172,7 +172,10 @@ class Settings(BaseSettings):
         "market_data_stream", description="per-symbol streams are {prefix}:{SYMBOL}"
     )
     symbol_stream_maxlen: int = Field(
-        10_000, ge=0, description="approximate length per symbol stream (0 = no symbol streams)"
+        1_000,
+        ge=0,
+        description="approximate length per symbol stream (0 = no symbol streams); Redis holds "
+        "up to instruments x this many tick JSONs (~0.3-0.6 KB each)",
     )
     firehose_shards: int = Field(4, ge=1, le=1024)
     firehose_maxlen: int = Field(100_000, ge=1000, description="approximate length per shard")
