@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -99,6 +100,10 @@ async def serve(
                 ws_per_message_deflate=settings.ws_compression,
             )
             tasks[Role.API] = await start(server, sock)
+        # Everything built at start-up (app, routes, instrument tables) lives as long as the
+        # process: freezing it keeps full garbage collections from walking it again and again,
+        # pauses that otherwise show up as tens of milliseconds of tick latency.
+        gc.freeze()
         if on_ready is not None:
             on_ready(endpoints)
         stopper = asyncio.create_task(stop.wait())

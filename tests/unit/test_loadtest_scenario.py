@@ -108,3 +108,9 @@ def test_bench_e2e_help_lists_the_scenario_flags() -> None:
     for flag in ("--rate", "--instruments", "--clients", "--duration", "--feed", "--roles",
                  "--json"):  # fmt: skip
         assert flag in result.output
+
+
+@pytest.mark.parametrize("slice_ms", [0.5, 0, 1001])
+def test_a_generator_slice_outside_1_to_1000_ms_is_refused(slice_ms: float) -> None:
+    with pytest.raises(ScenarioError, match="--slice-ms"):
+        Scenario(slice_ms=slice_ms).validate()

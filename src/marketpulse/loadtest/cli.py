@@ -43,6 +43,9 @@ def e2e(
     ceilings: Annotated[
         bool, typer.Option(help="also measure the XADD / COPY / bare-websockets ceilings")
     ] = True,
+    slice_ms: Annotated[
+        float, typer.Option(help="the Kite generator sends one frame per connection per slice")
+    ] = 50.0,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="write the full result as JSON here")
     ] = None,
@@ -61,7 +64,7 @@ def e2e(
             feed=feed, rate=rate, instruments=instruments, clients=clients,  # type: ignore[arg-type]
             channels_per_client=channels_per_client, duration=duration, warmup=warmup,
             roles=parse_roles(roles), client_processes=client_processes, deflate=deflate,
-            batch=batch, ceilings=ceilings,
+            batch=batch, ceilings=ceilings, slice_ms=slice_ms,
         ).validate()  # fmt: skip
     except ScenarioError as exc:
         _console.print(f"[bold red]error:[/] {exc}")

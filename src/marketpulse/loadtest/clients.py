@@ -17,6 +17,7 @@ import argparse
 import array
 import asyncio
 import contextlib
+import gc
 import json
 import re
 import sys
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     channels = json.loads(args.channels.read_text())
     worker = Worker(args.url, channels, deflate=not args.no_deflate)
     with contextlib.suppress(KeyboardInterrupt):
+        gc.freeze()  # the measuring tool should not add collector pauses to what it measures
         asyncio.run(worker.run(args.until_end, args.quiet))
     args.out.with_suffix(".lat").write_bytes(worker.latencies.tobytes())
     args.out.write_text(json.dumps(worker.result()))

@@ -39,14 +39,17 @@ def generator_stats(emulator: KiteEmulator) -> dict[str, Any]:
     }
 
 
-def build_generator(rate: float, instruments: int, seed: int = 42) -> FastAPI:
-    """The Kite emulator app, paused, paced over ``instruments``, plus the control routes."""
+def build_generator(
+    rate: float, instruments: int, seed: int = 42, slice_ms: float = 50.0
+) -> FastAPI:
+    """The Kite emulator app, paused, paced over ``instruments``, plus the control routes.
+    Every ``slice_ms`` each connection gets one frame of the ticks due in that slice."""
     options = EmulatorOptions(
         seed=seed, ticks_per_second=rate, always_open=True, paused=True,
         extra_instruments=max(0, instruments - BASE_INSTRUMENTS), instruments=instruments,
     )  # fmt: skip
     # No subscribe snapshots: every tick sent is a paced one, inside the window.
-    app = build_app(options, snapshots=False)
+    app = build_app(options, snapshots=False, slice_seconds=slice_ms / 1000)
     emulator: KiteEmulator = app.state.emulator
 
     async def stats() -> dict[str, Any]:
@@ -66,8 +69,8 @@ def build_generator(rate: float, instruments: int, seed: int = 42) -> FastAPI:
     return app
 
 
-async def _serve(rate: float, instruments: int, seed: int) -> None:
-    app = build_generator(rate, instruments, seed)
+async def _serve(rate: float, instruments: int, seed: int, slice_ms: float) -> None:
+    app = build_generator(rate, instruments, seed, slice_ms)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,9 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, required=True, help="ticks per second in total")
     parser.add_argument("--instruments", type=int, required=True)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--slice-ms", type=float, default=50.0, help="one frame per slice")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(_serve(args.rate, args.instruments, args.seed))
+        asyncio.run(_serve(args.rate, args.instruments, args.seed, args.slice_ms))
     except KeyboardInterrupt:
         sys.exit(0)
 

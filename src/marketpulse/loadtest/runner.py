@@ -169,7 +169,7 @@ class Run:
         self.progress(f"starting the Kite generator ({s.instruments:,} instruments)")
         child = await spawn("generator", ["marketpulse.loadtest.generator", "--rate",
                                           str(s.rate), "--instruments", str(s.instruments),
-                                          "--seed", str(s.seed)],
+                                          "--seed", str(s.seed), "--slice-ms", str(s.slice_ms)],
                             is_ready=lambda line: line.startswith("READY "))  # fmt: skip
         self.children.append(child)
         self.generator = child

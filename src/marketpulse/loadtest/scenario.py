@@ -45,12 +45,16 @@ class Scenario:
     """Clients connect with ``/ws?batch=true`` and get their queued data messages per frame."""
     ceilings: bool = True
     seed: int = 42
+    slice_ms: float = 50.0
+    """The Kite generator sends each connection one frame per slice: rate × slice ticks at once."""
 
     def validate(self) -> Scenario:
         if self.feed not in FEEDS:
             raise ScenarioError(f"--feed {self.feed!r}: choose kite or sim")
         if self.rate <= 0:
             raise ScenarioError("--rate must be positive")
+        if not 1 <= self.slice_ms <= 1000:
+            raise ScenarioError("--slice-ms must be between 1 and 1000")
         if self.instruments < 1:
             raise ScenarioError("--instruments must be at least 1")
         if self.feed == "kite" and self.instruments > KITE_MAX_INSTRUMENTS:
