@@ -33,6 +33,8 @@ def generator_stats(emulator: KiteEmulator) -> dict[str, Any]:
         "frames": sum(log.frames_sent for log in emulator.history),
         "frames_dropped": sum(log.frames_dropped for log in emulator.history),
         "connections": len(live),
+        "connections_opened": len(emulator.history),
+        "closed": [log.closed for log in emulator.history if log.closed][-5:],
         "subscribed": sum(len(c.modes) for c in live),
         "full": sum(1 for c in live for mode in c.modes.values() if mode == "full"),
         "paused": emulator.options.paused,

@@ -350,8 +350,16 @@ class Run:
         if self.generator is not None:
             await self.http.post(f"{self.generator_url}/loadtest/pause")
             gen = await self._generator_stats()
-            await self._until(lambda st: st.get("received", 0) >= gen["sent"], within,
-                              "ingest to receive every tick sent")  # fmt: skip
+            got = await self._until(lambda st: st.get("received", 0) >= gen["sent"], within,
+                                    "ingest to receive every tick sent")  # fmt: skip
+            if got.get("received", 0) < gen["sent"]:
+                # Say why, as far as the processes can tell: the generator's connections and
+                # what ingest last logged (a replaced connection loses its in-flight frames).
+                self.report.notes.append(f"generator at the end: {gen}")
+                for child in ingest:
+                    tail = [line for line in child.output().splitlines() if line][-8:]
+                    if tail:
+                        self.report.notes.append(f"{child.name} last logged: " + " | ".join(tail))
         for child in ingest:
             # Stopping ingest flushes its publisher. The simulator cannot be paused, so a
             # process sharing it with the store stops too (its store drains on the way out).

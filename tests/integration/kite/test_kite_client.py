@@ -310,3 +310,25 @@ def test_market_hours_are_the_nse_session_in_india() -> None:
 def test_a_bad_websocket_url_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="KITE_WS_URL 'https://x' is not a ws://"):
         KiteAdapter("https://x", Path("/nonexistent"))
+
+
+async def test_a_burst_larger_than_the_subscription_arrives_in_several_frames() -> None:
+    """Kite sends at most one packet per instrument per frame; a generator catching up (here
+    nine ticks of three instruments at once) splits them rather than building one frame the
+    client's message size limit would refuse (which closed the connection under load)."""
+    async with kite_emulator(snapshots=False, max_tokens_per_connection=3) as kite:
+        tokens = [kite.token(s) for s in ("NSE:INFY", "NSE:RELIANCE", "NSE:TCS")]
+        adapter = kite.adapter()
+        connection = await adapter.connect(CREDENTIALS)
+        await connection.subscribe([str(t) for t in tokens], Mode.LTP)
+        await wait_for(lambda: kite.emulator.history and len(kite.emulator.history[0].modes) == 3)
+        kite.emulator.push([msgspec.structs.replace(infy_full(t), ltp=100.0 + i)
+                            for i in range(3) for t in tokens])  # fmt: skip
+        frames = []
+        while sum(len(f) for f in frames) < 9:
+            ticks = await connection.receive()
+            if ticks:
+                frames.append(ticks)
+        await connection.close()
+    assert [len(f) for f in frames] == [3, 3, 3]
+    assert kite.emulator.history[0].frames_sent == 3

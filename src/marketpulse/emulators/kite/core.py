@@ -135,7 +135,8 @@ class EmulatedConnection:
     # ------------------------------------------------------------------ server → client
 
     def offer(self, ticks: Iterable[tuple[int, Tick]]) -> None:
-        """Queue one binary frame of the ``ticks`` this client subscribed, in its modes."""
+        """Queue the ``ticks`` this client subscribed, in its modes, as binary frames of at most
+        ``max_tokens_per_connection`` packets."""
         modes = self.log.modes
         if not modes:
             return
@@ -146,8 +147,12 @@ class EmulatedConnection:
                 chosen.append(
                     tick if tick.mode == mode else msgspec.structs.replace(tick, mode=mode)
                 )
-        if chosen:
-            self._queue(encode_frame(chosen))
+        # Kite puts one packet per instrument in a frame, so a frame never holds more packets
+        # than a connection may subscribe; a generator catching up after a stall sends several
+        # frames instead of one the client's message size limit would refuse.
+        per_frame = self.emulator.max_tokens_per_connection
+        for start in range(0, len(chosen), per_frame):
+            self._queue(encode_frame(chosen[start : start + per_frame]))
 
     def send_message(self, message: KiteTextMessage) -> None:
         if isinstance(message, ErrorMessage):
