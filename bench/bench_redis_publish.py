@@ -7,6 +7,12 @@ server in the same run: one command per tick, no client work at all. Uses ``REDI
 set, otherwise starts an embedded Valkey.
 
 Wall-clock time (this is I/O): best of 3 runs of 50,000 full-mode ticks over 1,057 instruments.
+
+The last case is the ingest role's whole per-tick path without the socket: the same ticks as
+Kite full-mode frames of 250 packets (about 50 ms of a 5k ticks/s feed each), each decoded by
+``feeds.kite.wire.decode_frame``, named from the instrument table as the ingest sink does, and
+handed to the publisher frame by frame with every default write (firehose, snapshot, history,
+per-symbol stream) — "ticks/s into Redis for the ingest role alone".
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
+import msgspec
 import redis.asyncio as aioredis
 
 from bench import Result
 from marketpulse.bus.publisher import TickPublisher
 from marketpulse.config import Settings
+from marketpulse.feeds.kite.wire import decode_frame, encode_frame
 from marketpulse.feeds.simulator import SimulatedMarket, default_universe
 from marketpulse.model import Mode, Tick, encode_tick
 
@@ -61,6 +69,53 @@ async def _publish_rate(url: str, ticks: list[Tick], streams: bool, history: boo
             publisher.stop()
             await task
             best = max(best, len(ticks) / (time.perf_counter() - started))
+    finally:
+        for pattern in (f"{{{tag}}}:*", f"{tag}m:*", f"{tag}s:*"):
+            keys = [k async for k in redis.scan_iter(match=pattern, count=1000)]
+            for i in range(0, len(keys), 500):
+                await redis.delete(*keys[i : i + 500])
+        await redis.aclose()
+    return best
+
+
+FRAME_PACKETS = 250
+
+
+def _kite_frames(ticks: list[Tick]) -> tuple[list[bytes], dict[str, str]]:
+    """The ticks as Kite frames (one NSE-equity token per instrument) and token → symbol."""
+    tokens: dict[str, str] = {}
+    retokened = []
+    for tick in ticks:
+        token = tokens.setdefault(tick.key, str(((len(tokens) + 1) << 8) | 1))
+        retokened.append(msgspec.structs.replace(tick, token=token, exchange="NSE", symbol=None))
+    frames = [encode_frame(retokened[i : i + FRAME_PACKETS])
+              for i in range(0, len(retokened), FRAME_PACKETS)]  # fmt: skip
+    return frames, {token: key for key, token in tokens.items()}
+
+
+async def _ingest_rate(url: str, frames: list[bytes], symbols: dict[str, str]) -> float:
+    tag = f"bench{os.getpid()}i"
+    settings = Settings(redis_url=url, redis_key_prefix=tag, cache_key_prefix=f"{tag}m",
+                        symbol_stream_prefix=f"{tag}s")  # fmt: skip
+    redis = aioredis.Redis.from_url(url)
+    best = 0.0
+    try:
+        for _ in range(RUNS):
+            publisher = TickPublisher(settings)
+            task = asyncio.create_task(publisher.run())
+            count = 0
+            started = time.perf_counter()
+            for frame in frames:
+                batch = decode_frame(frame, time.time_ns()).ticks
+                for tick in batch:
+                    tick.symbol = symbols.get(tick.token)
+                count += len(batch)
+                await publisher.publish(batch)
+                await asyncio.sleep(0)  # a socket reader yields between frames too
+            publisher.stop()
+            await task
+            assert publisher.published == count, (publisher.published, count)
+            best = max(best, count / (time.perf_counter() - started))
     finally:
         for pattern in (f"{{{tag}}}:*", f"{tag}m:*", f"{tag}s:*"):
             keys = [k async for k in redis.scan_iter(match=pattern, count=1000)]
@@ -128,6 +183,14 @@ def run() -> list[Result]:
                 row["reference"] = reference["name"]
                 row["ratio"] = reference["ns_per_op"] / row["ns_per_op"]
             rows.append(row)
+        frames, symbols = _kite_frames(ticks)
+        rate = asyncio.run(_ingest_rate(url, frames, symbols))
+        row = Result(name="ingest: Kite frames -> decode -> publish (default writes)",
+                     ns_per_op=1e9 / rate, ops_per_s=rate)  # fmt: skip
+        if reference is not None:
+            row["reference"] = reference["name"]
+            row["ratio"] = reference["ns_per_op"] / row["ns_per_op"]
+        rows.append(row)
     return rows
 
 

@@ -88,6 +88,10 @@ class TickPublisher:
         ]
         self._tick_field = bulk(TICK_FIELD)
         self._shards: dict[str, int] = {}
+        # Per instrument: its shard and everything of its firehose XADD before the tick.
+        self._firehose_heads: dict[str, tuple[int, bytes]] = {}
+        # Per (instrument, mode): the snapshot SET before the tick, and the history list key.
+        self._snapshot_heads: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self._stream_prefixes: dict[str, bytes] = {}
         self._history_upkeep: dict[bytes, tuple[int, float]] = {}  # pushes since trim, expired
         self._stopping = False
@@ -437,26 +441,32 @@ class TickPublisher:
         parts: list[bytes] = []
         append = parts.append
         by_snapshot: dict[tuple[str, str], list[bytes]] = {}
+        heads = self._firehose_heads
         for tick in chunk:
             data = encode_tick(tick)
             key = tick.key
-            shard = shard_cache.get(key)
-            if shard is None:
-                shard = shard_cache[key] = shard_of(key, shards)
+            head = heads.get(key)
+            if head is None:
+                shard = shard_cache.get(key)
+                if shard is None:
+                    shard = shard_cache[key] = shard_of(key, shards)
+                head = heads[key] = (
+                    shard, xadd_prefix[shard] + bulk(key.encode()) + tick_field
+                )  # fmt: skip
             data_bulk = bulk(data)
             if to_file:
                 records.append((key.encode(), data))
             else:
-                counts[shard] += 1
-                fire += (xadd_prefix[shard], bulk(key.encode()), tick_field, data_bulk)
+                counts[head[0]] += 1
+                fire += (head[1], data_bulk)
             if symbol_streams:
                 append(self._symbol_stream_prefix(key))
                 append(data_bulk)
             snapshots = by_snapshot.get((key, tick.mode))
             if snapshots is None:
-                by_snapshot[(key, tick.mode)] = [data]
+                by_snapshot[(key, tick.mode)] = [data_bulk]
             else:
-                snapshots.append(data)
+                snapshots.append(data_bulk)
         if not to_file and self._would_overflow(counts):
             # The store is too far behind: from this chunk on, the firehose part is parked.
             # The JSON is encoded again here, once per spill episode.
@@ -476,14 +486,26 @@ class TickPublisher:
         now = time.monotonic()
         refresh_after = settings.cache_ttl_seconds / 4
         upkeep = self._history_upkeep
-        for (key, mode), datas in by_snapshot.items():
-            snapshot = settings.snapshot_key(key, mode).encode()
-            append(command(b"SET", snapshot, datas[-1], b"EX", ttl))
+        snapshot_heads = self._snapshot_heads
+        set_tail = bulk(b"EX") + bulk(ttl)
+        lpush = bulk(b"LPUSH")
+        for key_mode, datas in by_snapshot.items():
+            cached = snapshot_heads.get(key_mode)
+            if cached is None:
+                key, mode = key_mode
+                history_key = settings.history_key(key, mode).encode()
+                cached = snapshot_heads[key_mode] = (
+                    command_prefix(5, b"SET", settings.snapshot_key(key, mode).encode()),
+                    history_key,
+                )  # fmt: skip
+            set_head, history = cached
+            append(set_head + datas[-1] + set_tail)  # datas hold bulk strings already
             replies += 1
             if not keep:
                 continue
-            history = settings.history_key(key, mode).encode()
-            append(command(b"LPUSH", history, *datas[-keep:]))
+            pushed_now = datas[-keep:]
+            append(b"*%d\r\n%s%s%s" % (len(pushed_now) + 2, lpush, bulk(history),
+                                        b"".join(pushed_now)))  # fmt: skip
             replies += 1
             # Trimming and the TTL refresh are amortised: the list may hold up to twice the
             # bound between trims (readers take the first N), and the TTL is renewed well
