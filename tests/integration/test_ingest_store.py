@@ -64,7 +64,7 @@ async def test_every_tick_the_simulator_publishes_is_stored_exactly_once(
     ingest_task = asyncio.create_task(ingest.run())
     await wait_until(lambda: ingest.publisher.published > 3000)
     ingest_task.cancel()  # stops the feed, flushes the publisher
-    await asyncio.gather(ingest_task, return_exceptions=True)
+    await asyncio.wait_for(asyncio.gather(ingest_task, return_exceptions=True), 60)
     published = ingest.publisher.published
     assert published == ingest.publisher.received
     await wait_until(lambda: worker.stored >= published)

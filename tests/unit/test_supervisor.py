@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 
@@ -10,6 +11,7 @@ import pytest
 
 from marketpulse.feeds.base import (
     ConnectionState,
+    ConnectionStatus,
     FeedAuthError,
     FeedLimitError,
     FeedSupervisor,
@@ -198,3 +200,30 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
         if ceiling > 1.0:
             assert max(delays) - min(delays) > (ceiling - 0.5) * 0.5  # really jittered
     assert policy.delay(1000, rng) <= 30.0
+
+
+async def test_a_slot_whose_cancellation_was_swallowed_stops_instead_of_reconnecting() -> None:
+    """On Python 3.11 a cancellation racing a timeout inside a connection can surface as an
+    ordinary error; the slot must still stop (the supervisor waits for its slots when it
+    stops), not back off and reconnect forever."""
+    sink_calls: list[list[Tick]] = []
+
+    async def sink(batch: list[Tick]) -> None:
+        sink_calls.append(batch)
+
+    slow = ReconnectPolicy(min_delay=5.0, max_delay=5.0, heartbeat_timeout=1.0, stall_timeout=1.0)
+    supervisor = FeedSupervisor(ScriptedAdapter("ws://127.0.0.1:9", CredentialBox("good")),
+                                sink, slow)  # fmt: skip
+    status = ConnectionStatus(index=0)
+
+    async def slot() -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # as a racing timeout can do
+            await asyncio.sleep(10)
+        await supervisor._backoff(status, 0, "connection closed")
+
+    task = asyncio.create_task(slot())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2.0)
+    assert status.state is not ConnectionState.BACKOFF

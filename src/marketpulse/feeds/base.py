@@ -438,6 +438,12 @@ class FeedSupervisor:
             )
 
     async def _backoff(self, status: ConnectionStatus, attempt: int, reason: str) -> int:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # A cancellation that raced a timeout inside the connection (asyncio.timeout on
+            # 3.11 can turn it into TimeoutError) must still stop the slot, not reconnect it:
+            # the supervisor waits for its slots when it stops.
+            raise asyncio.CancelledError
         status.state = ConnectionState.BACKOFF
         status.last_error = reason
         status.last_disconnect = reason
