@@ -26,8 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import msgspec
@@ -51,13 +53,15 @@ def _ticks() -> list[Tick]:
     return market.generate(TICKS, time.time_ns())
 
 
-async def _publish_rate(url: str, ticks: list[Tick], streams: bool, history: bool) -> float:
-    tag = f"bench{os.getpid()}"
-    settings = Settings(
-        redis_url=url, redis_key_prefix=tag, cache_key_prefix=f"{tag}m",
-        symbol_stream_prefix=f"{tag}s", symbol_stream_maxlen=10_000 if streams else 0,
-        cache_snapshot_count=25 if history else 0,
-    )  # fmt: skip
+Feed = Callable[[TickPublisher], Awaitable[int]]
+"""One timed run: hand the publisher its ticks, return how many."""
+
+
+async def _best_rate(url: str, tag: str, feed: Feed, **overrides: Any) -> float:
+    """Ticks/s of the best of ``RUNS`` runs of ``feed`` into a publisher on private keys
+    (``overrides`` are Settings fields), which are deleted afterwards."""
+    settings = Settings(redis_url=url, redis_key_prefix=tag, cache_key_prefix=f"{tag}m",
+                        symbol_stream_prefix=f"{tag}s", **overrides)  # fmt: skip
     redis = aioredis.Redis.from_url(url)
     best = 0.0
     try:
@@ -65,10 +69,11 @@ async def _publish_rate(url: str, ticks: list[Tick], streams: bool, history: boo
             publisher = TickPublisher(settings)
             task = asyncio.create_task(publisher.run())
             started = time.perf_counter()
-            await publisher.publish(ticks)
+            count = await feed(publisher)
             publisher.stop()
             await task
-            best = max(best, len(ticks) / (time.perf_counter() - started))
+            assert publisher.published == count, (publisher.published, count)
+            best = max(best, count / (time.perf_counter() - started))
     finally:
         for pattern in (f"{{{tag}}}:*", f"{tag}m:*", f"{tag}s:*"):
             keys = [k async for k in redis.scan_iter(match=pattern, count=1000)]
@@ -76,6 +81,17 @@ async def _publish_rate(url: str, ticks: list[Tick], streams: bool, history: boo
                 await redis.delete(*keys[i : i + 500])
         await redis.aclose()
     return best
+
+
+async def _publish_rate(url: str, ticks: list[Tick], streams: bool, history: bool) -> float:
+    async def feed(publisher: TickPublisher) -> int:
+        await publisher.publish(ticks)
+        return len(ticks)
+
+    return await _best_rate(
+        url, f"bench{os.getpid()}", feed, symbol_stream_maxlen=10_000 if streams else 0,
+        cache_snapshot_count=25 if history else 0,
+    )  # fmt: skip
 
 
 FRAME_PACKETS = 250
@@ -94,35 +110,20 @@ def _kite_frames(ticks: list[Tick]) -> tuple[list[bytes], dict[str, str]]:
 
 
 async def _ingest_rate(url: str, frames: list[bytes], symbols: dict[str, str]) -> float:
-    tag = f"bench{os.getpid()}i"
-    settings = Settings(redis_url=url, redis_key_prefix=tag, cache_key_prefix=f"{tag}m",
-                        symbol_stream_prefix=f"{tag}s")  # fmt: skip
-    redis = aioredis.Redis.from_url(url)
-    best = 0.0
-    try:
-        for _ in range(RUNS):
-            publisher = TickPublisher(settings)
-            task = asyncio.create_task(publisher.run())
-            count = 0
-            started = time.perf_counter()
-            for frame in frames:
-                batch = decode_frame(frame, time.time_ns()).ticks
-                for tick in batch:
-                    tick.symbol = symbols.get(tick.token)
-                count += len(batch)
-                await publisher.publish(batch)
-                await asyncio.sleep(0)  # a socket reader yields between frames too
-            publisher.stop()
-            await task
-            assert publisher.published == count, (publisher.published, count)
-            best = max(best, count / (time.perf_counter() - started))
-    finally:
-        for pattern in (f"{{{tag}}}:*", f"{tag}m:*", f"{tag}s:*"):
-            keys = [k async for k in redis.scan_iter(match=pattern, count=1000)]
-            for i in range(0, len(keys), 500):
-                await redis.delete(*keys[i : i + 500])
-        await redis.aclose()
-    return best
+    """The ingest role's path with the default writes: decode, name, publish, frame by frame."""
+
+    async def feed(publisher: TickPublisher) -> int:
+        count = 0
+        for frame in frames:
+            batch = decode_frame(frame, time.time_ns()).ticks
+            for tick in batch:
+                tick.symbol = symbols.get(tick.token)
+            count += len(batch)
+            await publisher.publish(batch)
+            await asyncio.sleep(0)  # a socket reader yields between frames too
+        return count
+
+    return await _best_rate(url, f"bench{os.getpid()}i", feed)
 
 
 def _xadd_ceiling(url: str, payload: bytes) -> float | None:
