@@ -71,8 +71,9 @@ class _RollingUp:
     """A candles-on writer plus the store worker's periodic roll-up: every ``period`` seconds
     of the run, and a last one in :meth:`finish`, so the timed work is the whole candle work."""
 
-    def __init__(self, write: Writer, period: float = 1.0) -> None:
+    def __init__(self, write: Writer, rollup: Finish = rollup_candles, period: float = 1.0) -> None:
         self._write = write
+        self._rollup = rollup
         self._period = period
         self._last = time.perf_counter()
 
@@ -83,26 +84,11 @@ class _RollingUp:
 
     async def finish(self, conn: asyncpg.Connection) -> None:
         self._last = time.perf_counter()
-        await rollup_candles(conn)
+        await self._rollup(conn)
 
 
 async def _raw_copy(conn: asyncpg.Connection, rows: list[Row]) -> None:
     await conn.copy_records_to_table("ticks", records=rows, columns=COLUMNS)
-
-
-def _publishing(settings: Settings) -> Writer:
-    """The store role's flush: ticks and candles in one transaction, then the live updates."""
-    publisher = CandlePublisher(settings)
-
-    async def write(conn: asyncpg.Connection, rows: list[Row]) -> None:
-        _, candles = await copy_ticks_with_candles(conn, rows)
-        await publisher.publish(candles)
-
-    return write
-
-
-async def _publish_rollup(conn: asyncpg.Connection, settings: Settings) -> None:
-    await CandlePublisher(settings).publish(await rollup_candles(conn))
 
 
 async def _rate(
@@ -140,16 +126,18 @@ def _candles_on() -> tuple[Writer, Finish]:
 
 
 def _candles_published(settings: Settings) -> tuple[Writer, Finish]:
-    """The store role's flush path: ticks and 1m candles, their live updates, and the
-    periodic roll-up with its live updates."""
-    publish = _publishing(settings)
+    """The store role's flush path: ticks and 1m candles in one transaction, then their live
+    updates; and the periodic roll-up with its live updates."""
+    publisher = CandlePublisher(settings)
 
-    class _Publishing(_RollingUp):
-        async def finish(self, conn: asyncpg.Connection) -> None:
-            self._last = time.perf_counter()
-            await _publish_rollup(conn, settings)
+    async def write(conn: asyncpg.Connection, rows: list[Row]) -> None:
+        _, candles = await copy_ticks_with_candles(conn, rows)
+        await publisher.publish(candles)
 
-    rolling = _Publishing(publish)
+    async def rollup(conn: asyncpg.Connection) -> None:
+        await publisher.publish(await rollup_candles(conn))
+
+    rolling = _RollingUp(write, rollup)
     return rolling.write, rolling.finish
 
 
