@@ -201,12 +201,20 @@ def _merge_into_candle(new: str, volume: str) -> str:
         updated_at = now()"""
 
 
-_ALIGNED_MINUTES: Final = f"""SELECT k.exchange, k.start AS minute, k.trading_day,
-           k.start <= (k.trading_day + k.open_at) AT TIME ZONE k.tz AS session_first
-    FROM (SELECT DISTINCT m.exchange, m.start, coalesce(e.timezone, 'UTC') AS tz,
-                 coalesce(e.session_open, time '00:00') AS open_at,
-                 (m.start AT TIME ZONE coalesce(e.timezone, 'UTC'))::date AS trading_day
-          FROM {MINUTES_TABLE} m LEFT JOIN exchanges e ON e.code = m.exchange) k"""
+def _exchange_minutes(source: str, minute: str) -> str:
+    """SQL rows (exchange, minute, tz, open_at, trading_day): each distinct exchange and
+    minute of ``source`` (a table or CTE with an ``exchange`` column and the ``minute``
+    column) with its exchange's clock — the one place sessions are looked up for candles;
+    an exchange missing from ``exchanges`` runs on UTC from midnight."""
+    return f"""SELECT DISTINCT s.exchange, s.{minute} AS minute,
+           coalesce(e.timezone, 'UTC') AS tz, coalesce(e.session_open, time '00:00') AS open_at,
+           (s.{minute} AT TIME ZONE coalesce(e.timezone, 'UTC'))::date AS trading_day
+    FROM {source} s LEFT JOIN exchanges e ON e.code = s.exchange"""
+
+
+_ALIGNED_MINUTES: Final = f"""SELECT k.exchange, k.minute, k.trading_day,
+           k.minute <= (k.trading_day + k.open_at) AT TIME ZONE k.tz AS session_first
+    FROM ({_exchange_minutes(MINUTES_TABLE, "start")}) k"""
 
 MERGE_CANDLES: Final = f"""
 WITH buckets AS MATERIALIZED (
@@ -288,10 +296,7 @@ WITH drained AS (
     DELETE FROM {ROLLUP_QUEUE} RETURNING symbol, minute, exchange
 ),
 aligned AS (
-    SELECT DISTINCT d.exchange, d.minute, coalesce(e.timezone, 'UTC') AS tz,
-           coalesce(e.session_open, time '00:00') AS open_at,
-           (d.minute AT TIME ZONE coalesce(e.timezone, 'UTC'))::date AS trading_day
-    FROM drained d LEFT JOIN exchanges e ON e.code = d.exchange
+    {_exchange_minutes("drained", "minute")}
 ),
 buckets AS (
     -- Session alignment once per exchange and minute, not once per symbol.

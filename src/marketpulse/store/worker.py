@@ -122,9 +122,9 @@ class TickStoreWorker:
             if self._due():
                 await self._flush()
             await self._ack_pending()
-            await self._close_candles()
+            await self._maintain_candles()
         await self._drain()
-        await self._close_candles(force=True)
+        await self._maintain_candles(force=True)
         if self._candle_publisher is not None:
             await self._candle_publisher.close()
 
@@ -261,7 +261,7 @@ class TickStoreWorker:
         except (RedisError, OSError) as exc:
             await self._redis_failed(exc)
 
-    async def _close_candles(self, force: bool = False) -> None:
+    async def _maintain_candles(self, force: bool = False) -> None:
         """Every ``CANDLE_ROLLUP_SECONDS`` (and on stop): roll the queued 1m candles up into the
         coarser intervals, then close the candles whose bucket has ended — in that order, so a
         candle is complete when it closes."""
