@@ -22,6 +22,7 @@ $(TOOLS)/bin/uv:
 
 env: $(if $(findstring $(TOOLS),$(UV)),$(TOOLS)/bin/uv)
 	@$(UV) sync --frozen --quiet
+	@$(UV) run --frozen --no-sync python -m marketpulse.native.build
 
 demo: env
 	$(UV) run --frozen --no-sync marketpulse demo

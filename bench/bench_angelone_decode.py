@@ -205,7 +205,7 @@ def run() -> list[Result]:
         packets = make_packets(mode)
         loop = partial(_decode_all, packets)
         batch = partial(wire.decode_packets, packets, _TS_RECV)
-        label = f"angelone {name}: wire.decode_one -> Tick"
+        label = f"angelone {name}: wire.decode_one -> Tick ({_decoder(mode)})"
         reference: Result | None = None
         worker = None
         try:
@@ -231,6 +231,12 @@ def run() -> list[Result]:
             )
         )
     return results
+
+
+def _decoder(mode: wire.WireMode) -> str:
+    """Which SNAP_QUOTE decoder ran: the compiled one (marketpulse.native) or the Python one."""
+    compiled = mode is wire.WireMode.SNAP_QUOTE and wire._snap is not wire._decode_snap
+    return "compiled" if compiled else "pure Python"
 
 
 def _decode_all(packets: list[bytes]) -> None:
