@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from marketpulse.websocket_frames import FrameWriterProtocol
+
 
 class QuietServer(uvicorn.Server):
     """uvicorn without its signal handlers: the caller owns shutdown order."""
@@ -52,9 +54,11 @@ def make_server(
     for every client: the API role turns it off by default (``WS_COMPRESSION``); the broker
     emulators keep uvicorn's default (on), as the real brokers offer it. The server pings every
     WebSocket client each ``ws_ping_interval`` seconds and closes one that has not answered
-    within ``ws_ping_timeout`` (uvicorn's defaults: 20 and 20)."""
+    within ``ws_ping_timeout`` (uvicorn's defaults: 20 and 20). WebSocket connections use
+    :class:`FrameWriterProtocol`: uvicorn's sans-I/O protocol that also lets the API's hub write
+    pre-encoded frames (``websocket_frames``)."""
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, ws="websockets-sansio", lifespan="on",
+        app, log_config=None, access_log=False, ws=FrameWriterProtocol, lifespan="on",
         timeout_graceful_shutdown=3, ws_per_message_deflate=ws_per_message_deflate,
         ws_ping_interval=ws_ping_interval, ws_ping_timeout=ws_ping_timeout,
     )  # fmt: skip

@@ -30,6 +30,7 @@ from marketpulse.bus.connection import is_cluster
 from marketpulse.bus.firehose import KEY_FIELD, TICK_FIELD, stream_entries
 from marketpulse.bus.resp import RespConnection, command
 from marketpulse.config import Settings
+from marketpulse.websocket_frames import FrameWriter, text_frames
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,24 @@ def batch_frames(messages: list[str], limit: int = BATCH_LIMIT) -> list[str]:
 
 class Client:
     """One WebSocket connection's mailbox and writer. With ``batch`` the data messages queued
-    while the previous send was in progress go out together as batch frames."""
+    while the previous send was in progress go out together as batch frames.
+
+    With ``write_frames`` (the server's :data:`websocket_frames.EXTENSION`) everything queued is
+    encoded here and written at once, one frame per message as before; whenever that writer
+    declines (back-pressure, closing, compression) the messages go through ``send`` one by one.
+    """
 
     def __init__(
-        self, send: Send, *, max_pending: int, max_lag: float, batch: bool = False
+        self,
+        send: Send,
+        *,
+        max_pending: int,
+        max_lag: float,
+        batch: bool = False,
+        write_frames: FrameWriter | None = None,
     ) -> None:
         self._send = send
+        self._write_frames = write_frames
         self.batch = batch
         self._max_pending = max_pending
         self.max_lag = max_lag
@@ -152,9 +165,11 @@ class Client:
                     count = len(frames)
                     if self.batch:
                         frames = batch_frames(frames)
-                for message in frames:
-                    self.sending_since = time.monotonic()
-                    await self._send(message)
+                write = self._write_frames
+                if write is None or not write(text_frames(frames)):
+                    for message in frames:
+                        self.sending_since = time.monotonic()
+                        await self._send(message)
                 self.sent += count
                 self.sending_since = None
 

@@ -30,6 +30,7 @@ from marketpulse.config import Settings
 from marketpulse.feeds.history import parse_interval
 from marketpulse.model import SymbolError, normalize_symbol
 from marketpulse.subscriptions import is_tracked
+from marketpulse.websocket_frames import frame_writer
 
 router = APIRouter(tags=["streaming"])
 
@@ -65,6 +66,7 @@ async def websocket_endpoint(
         max_pending=settings.ws_client_queue_size,
         max_lag=settings.ws_client_max_lag_seconds,
         batch=batch is True,
+        write_frames=frame_writer(websocket.scope),
     )
     hub.add(client)
     if batch is None:
