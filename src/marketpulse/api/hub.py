@@ -93,8 +93,9 @@ class Client:
     while the previous send was in progress go out together as batch frames.
 
     With ``write_frames`` (the server's :data:`websocket_frames.EXTENSION`) everything queued is
-    encoded here and written at once, one frame per message as before; whenever that writer
-    declines (back-pressure, closing, compression) the messages go through ``send`` one by one.
+    encoded here and written at once, one frame per message as before, straight from the hub's
+    read loop (no task switch per client); whenever that writer declines (back-pressure,
+    closing, compression) the writer task sends the messages through ``send`` one by one.
     """
 
     def __init__(
@@ -130,7 +131,13 @@ class Client:
             self.kick(f"more than {self._max_pending} channels pending")
             return
         pending[channel] = message
-        self._wake.set()
+
+    def flush(self) -> None:
+        """Send what :meth:`offer` queued: written at once when the direct writer takes it,
+        else by the writer task (which also keeps it behind a send still in progress). The hub
+        calls this once per client per firehose read, not once per message."""
+        if self.sending_since is not None or not self._write_direct():
+            self._wake.set()
 
     def tell(self, message: str) -> None:
         """Queue a control message (info/error); these are never conflated."""
@@ -149,12 +156,30 @@ class Client:
             self.kick_reason = reason
             self.kicked.set()
 
+    def _write_direct(self) -> bool:
+        """Everything queued as frames in one write, control messages first; False (nothing
+        taken) when there is no direct writer or it declines."""
+        write = self._write_frames
+        if write is None:
+            return False
+        control = list(self._control)
+        messages = list(self._pending.values())
+        frames = control + (batch_frames(messages) if self.batch and messages else messages)
+        if frames and not write(text_frames(frames)):
+            return False
+        self._control.clear()
+        self._pending = {}
+        self.sent += len(control) + len(messages)
+        return True
+
     async def write_loop(self) -> None:
         """Send queued messages until cancelled; control messages go first."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._control or self._pending:
+                if self._write_direct():
+                    break
                 if self._control:
                     frames = list(self._control)
                     self._control.clear()
@@ -165,11 +190,9 @@ class Client:
                     count = len(frames)
                     if self.batch:
                         frames = batch_frames(frames)
-                write = self._write_frames
-                if write is None or not write(text_frames(frames)):
-                    for message in frames:
-                        self.sending_since = time.monotonic()
-                        await self._send(message)
+                for message in frames:
+                    self.sending_since = time.monotonic()
+                    await self._send(message)
                 self.sent += count
                 self.sending_since = None
 
@@ -251,9 +274,12 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            touched: set[Client] = set()
             for stream, entries in reply:
                 last_ids[stream.decode()] = entries[-1][0]
-                self._dispatch(entries)
+                self._dispatch(entries, touched)
+            for client in touched:
+                client.flush()
             self._kick_laggards()
 
     async def _read(self, last_ids: dict[str, bytes]) -> RawReply:
@@ -269,7 +295,8 @@ class Hub:
             for stream, entries in stream_entries(reply)
         ]  # fmt: skip
 
-    def _dispatch(self, entries: list[RawEntry]) -> None:
+    def _dispatch(self, entries: list[RawEntry], touched: set[Client]) -> None:
+        """Queue each entry for its channel's clients; ``touched`` collects who got any."""
         channels = self._channels
         for _, fields in entries:
             routed = route_fields(fields)
@@ -282,6 +309,7 @@ class Hub:
             message = data_message(channel, routed[1].decode())
             for client in members:
                 client.offer(channel, message)
+            touched.update(members)
             self.delivered += len(members)
 
     def _kick_laggards(self) -> None:
