@@ -80,7 +80,9 @@ def minute_bars(
     return tuple(bars)
 
 
-def _aggregate(bars: tuple[Bar, ...]) -> Bar:
+def aggregate(bars: tuple[Bar, ...]) -> Bar:
+    """Consecutive bars as one: first open, extreme high and low, last close, summed volume,
+    last open interest."""
     return (
         bars[0][0],
         max(b[1] for b in bars),
@@ -91,7 +93,8 @@ def _aggregate(bars: tuple[Bar, ...]) -> Bar:
     )
 
 
-def _trading_days(first: date, last: date) -> Iterator[date]:
+def trading_days(first: date, last: date) -> Iterator[date]:
+    """Weekdays in ``[first, last]`` (the emulators model no exchange holidays)."""
     day = first
     while day <= last:
         if day.weekday() < 5:
@@ -117,16 +120,16 @@ def candles(
     """
     size = INTERVAL_MINUTES[interval]
     out: list[tuple[datetime, Bar]] = []
-    for day in _trading_days(start.date(), end.date()):
+    for day in trading_days(start.date(), end.date()):
         bars = minute_bars(seed, token, day, reference, tick, traded, has_oi)
         if size is None:
-            out.append((datetime.combine(day, time(0), IST), _aggregate(bars)))
+            out.append((datetime.combine(day, time(0), IST), aggregate(bars)))
             continue
         opening = datetime.combine(day, SESSION_START, IST)
         for first in range(0, SESSION_MINUTES, size):
             moment = opening + timedelta(minutes=first)
             if start <= moment <= end:
-                out.append((moment, _aggregate(bars[first : first + size])))
+                out.append((moment, aggregate(bars[first : first + size])))
     return out
 
 

@@ -8,16 +8,37 @@ does when a token expires (Kite closes with 1008, Dhan sends a 807 disconnect pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from marketpulse.emulators.options import EmulatorOptions, FaultClock
-from marketpulse.feeds.simulator import session_open
-from marketpulse.model import Tick
+from marketpulse.feeds.simulator import SimulatedMarket, Universe, session_open
+from marketpulse.model import Mode, Tick
+
+log = logging.getLogger(__name__)
 
 Emit = Callable[[int, int], None]
 """``emit(count, ts_ns)``: generate ``count`` ticks stamped ``ts_ns`` and send them."""
+
+
+class Subscriber(Protocol):
+    """What the market needs of a connection: ticks offered, raw frames and closes queued."""
+
+    @property
+    def log(self) -> Any: ...
+
+    def offer(self, keyed: Any) -> None: ...
+
+    def send_raw(self, data: Any) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+ConnectionT = TypeVar("ConnectionT", bound=Subscriber)
+LogT = TypeVar("LogT")
 
 
 async def run_market(
@@ -76,23 +97,48 @@ async def _expire(faults: FaultClock, after: float, expire: Callable[[], None]) 
     expire()
 
 
-class MarketEmulator:
-    """The live-socket side every broker emulator shares: fan generated ticks out to its
-    connections, drop them on schedule, and react when the access token expires.
+class MarketEmulator(Generic[ConnectionT, LogT]):
+    """The live-socket side every queue-based broker emulator shares: seed and move the
+    simulated market, keep each instrument's latest tick, fan ticks out to the connections,
+    drop them on schedule, and react when the access token expires.
 
-    A subclass sets ``options``, ``faults``, ``slice_seconds``, ``market`` (a simulated market
-    with ``generate(count, ts)``) and ``connections`` (objects with ``offer``, ``send_raw`` and
-    ``close``), and turns simulator ticks into its own keyed ticks in :meth:`_remember`.
+    A subclass builds its listing, then calls :meth:`_start_market`; it says how a simulator
+    tick becomes its broker's tick (:meth:`_own_tick`, the ``token`` set to the broker's key)
+    and, where that key is not the fan-out key, how a tick is kept (:meth:`_keep`). It is
+    parameterised by its connection class and that class's log.
     """
 
+    name: ClassVar[str]
+    """The broker, as ``marketpulse emulate`` names it (task names, log lines)."""
     options: EmulatorOptions
     faults: FaultClock
     slice_seconds: float
-    market: Any
-    connections: list[Any]
+    market: SimulatedMarket
+    last: dict[Any, Tick]
+    connections: list[ConnectionT]
+    history: list[LogT]
+    """Every connection's log, kept after it closes (for tests and diagnostics)."""
 
-    def _remember(self, ticks: list[Tick]) -> list[tuple[Any, Tick]]:
-        raise NotImplementedError
+    def __init__(self, options: EmulatorOptions, *, slice_seconds: float) -> None:
+        self.options = options
+        self.slice_seconds = slice_seconds
+        self.faults = FaultClock(options.faults)
+        self.last = {}
+        self.connections = []
+        self.history = []
+
+    # ------------------------------------------------------------------ connections
+
+    def _register(self, connection: ConnectionT) -> ConnectionT:
+        """Offer ticks to ``connection`` from now on, and keep its log."""
+        self.connections.append(connection)
+        self.history.append(connection.log)
+        return connection
+
+    def forget(self, connection: ConnectionT) -> None:
+        """Stop offering ticks to a connection whose socket ended."""
+        with contextlib.suppress(ValueError):
+            self.connections.remove(connection)
 
     def send_raw(self, data: Any) -> None:
         for connection in self.connections:
@@ -102,14 +148,48 @@ class MarketEmulator:
         for connection in list(self.connections):
             connection.close(code, reason)
 
-    def _fan_out(self, keyed: list[tuple[Any, Tick]]) -> None:
-        for connection in self.connections:
-            connection.offer(keyed)
-
     def token_expired(self) -> None:
         """The scheduled token expiry (``expire_token_after``): close every socket as the
         broker does; brokers that signal it differently override this."""
+        log.info("%s emulator: the access token expired; closing every socket", self.name)
         self.drop_all(1008, "access token expired")
+
+    # ------------------------------------------------------------------ market
+
+    def _start_market(self, universe: Universe) -> None:
+        """Give every instrument a quote (one trade each) before the first tick, then let the
+        market move the first ``options.instruments`` instruments (all by default)."""
+        self.market = SimulatedMarket(universe, self.options.seed)
+        tokens = universe.tokens
+        now_ns = int(self.options.clock() * 1e9)
+        for token in tokens:
+            self.market.unsubscribe_all()
+            self.market.subscribe([token], Mode.FULL)
+            self._remember(self.market.generate(1, now_ns))
+        if self.options.instruments is not None:  # the seeding left one instrument subscribed
+            self.market.unsubscribe_all()
+        self.market.subscribe(tokens[: self.options.instruments], Mode.FULL)
+
+    def _own_tick(self, tick: Tick) -> Tick:
+        """The simulator's ``tick`` as this broker's tick (``token`` = the broker's key)."""
+        raise NotImplementedError
+
+    def _keep(self, tick: Tick) -> tuple[Any, Tick]:
+        """Keep a broker tick as its instrument's latest state; its fan-out key with it."""
+        self.last[tick.token] = tick
+        return tick.token, tick
+
+    def _remember(self, ticks: list[Tick]) -> list[tuple[Any, Tick]]:
+        return [self._keep(self._own_tick(tick)) for tick in ticks]
+
+    def push(self, ticks: Iterable[Tick]) -> None:
+        """Send exactly these ticks (``token`` = the broker's key) to every subscriber, each
+        connection in its own modes."""
+        self._fan_out([self._keep(tick) for tick in ticks])
+
+    def _fan_out(self, keyed: list[tuple[Any, Tick]]) -> None:
+        for connection in self.connections:
+            connection.offer(keyed)
 
     async def run(self) -> None:
         """Generate the market, and apply the scheduled faults, until cancelled."""

@@ -24,6 +24,7 @@ from marketpulse.emulators.angelone import candles
 from marketpulse.emulators.angelone.accounts import Accounts, Refusal, Session
 from marketpulse.emulators.angelone.stream import StreamHub
 from marketpulse.emulators.options import EmulatorOptions
+from marketpulse.emulators.quotes import depth_of
 from marketpulse.feeds.angelone import market_data, rest, wire
 from marketpulse.feeds.angelone.market_data import Interval
 from marketpulse.feeds.simulator.trading_calendar import IST
@@ -271,12 +272,7 @@ def quote_item(tick: Tick, exchange: str, mode: str, broker_symbol: str) -> dict
         "totSellQuan": tick.total_sell_qty or 0,
         "52WeekLow": tick.low_52w or 0.0,
         "52WeekHigh": tick.high_52w or 0.0,
-        "depth": {
-            "buy": [{"price": lv.price, "quantity": lv.qty, "orders": lv.orders}
-                    for lv in tick.bids or ()],
-            "sell": [{"price": lv.price, "quantity": lv.qty, "orders": lv.orders}
-                     for lv in tick.asks or ()],
-        },
+        "depth": depth_of(tick),
     })  # fmt: skip
     return item
 

@@ -21,8 +21,6 @@ binary frame is ignored; LTT in IST-as-UTC seconds (``ltt_offset``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,12 +30,13 @@ from typing import Final
 import msgspec
 
 from marketpulse.emulators.market_loop import MarketEmulator
-from marketpulse.emulators.options import EmulatorOptions, FaultClock
+from marketpulse.emulators.options import EmulatorOptions
+from marketpulse.emulators.outbox import CloseRequest, QueuedConnection
 from marketpulse.feeds.dhan import wire
 from marketpulse.feeds.dhan.instruments import ScripRow, encode_rows
-from marketpulse.feeds.simulator import SimSpec, SimulatedMarket, default_universe
+from marketpulse.feeds.simulator import SimSpec, default_universe
 from marketpulse.feeds.simulator.trading_calendar import ist_date
-from marketpulse.model import DepthLevel, Mode, Tick, parse_derivative_name
+from marketpulse.model import DepthLevel, Tick, parse_derivative_name
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +86,6 @@ def build_listing(specs: Iterable[SimSpec]) -> list[Listing]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class CloseRequest:
-    code: int
-    reason: str
-
-
-_Item = bytes | CloseRequest
-
-
 @dataclass(slots=True)
 class ConnectionLog:
     """What one socket did, kept after it closes (for tests and diagnostics)."""
@@ -110,14 +100,12 @@ class ConnectionLog:
     closed: str | None = None
 
 
-class EmulatedConnection:
+class EmulatedConnection(QueuedConnection[bytes, ConnectionLog]):
     """One client socket's server side: its subscriptions and its outbox."""
 
     def __init__(self, emulator: DhanEmulator, client_id: str, depth: bool) -> None:
+        super().__init__(emulator.faults, ConnectionLog(client_id, depth), OUTBOX_FRAMES)
         self.emulator = emulator
-        self.log = ConnectionLog(client_id, depth)
-        self.opened = emulator.faults.now()
-        self.outbox: asyncio.Queue[_Item] = asyncio.Queue(OUTBOX_FRAMES)
 
     def handle(self, text: str) -> None:
         """Apply one client request; a malformed or over-limit one ends the connection."""
@@ -196,37 +184,17 @@ class EmulatedConnection:
         """Send Dhan's disconnect packet, then close."""
         self.log.disconnect_sent = reason
         packet = wire.encode_depth_disconnect(reason) if self.log.depth else None
-        self._drain()
+        self._make_room(2)
         self.outbox.put_nowait(packet or wire.encode_disconnect(reason))
         self.outbox.put_nowait(CloseRequest(1000, wire.describe_disconnect(reason)[:120]))
         self.log.closed = f"disconnect {reason}"
 
-    def close(self, code: int, reason: str) -> None:
-        self.log.closed = reason
-        self._drain()
-        self.outbox.put_nowait(CloseRequest(code, reason))
 
-    def _drain(self) -> None:
-        with contextlib.suppress(asyncio.QueueEmpty):
-            while self.outbox.qsize() > OUTBOX_FRAMES - 3:
-                self.outbox.get_nowait()
-
-    def _queue(self, item: bytes) -> None:
-        try:
-            self.outbox.put_nowait(item)
-        except asyncio.QueueFull:
-            self.log.frames_dropped += 1
-
-    def send_raw(self, data: bytes) -> None:
-        self._queue(data)
-
-    @property
-    def silent(self) -> bool:
-        return self.emulator.faults.silent(self.opened)
-
-
-class DhanEmulator(MarketEmulator):
+class DhanEmulator(MarketEmulator[EmulatedConnection, ConnectionLog]):
     """Shared state of one emulated Dhan deployment (see the module docstring)."""
+
+    name = "dhan"
+    last: dict[str, Tick]
 
     def __init__(
         self,
@@ -243,7 +211,7 @@ class DhanEmulator(MarketEmulator):
         ping_interval: float = 10.0,
         ping_timeout: float = 30.0,
     ) -> None:
-        self.options = options
+        super().__init__(options, slice_seconds=slice_seconds)
         # Dhan pings every 10 s and drops a socket that stays silent (no pong, no data) for
         # 40 s (spec §9.5); the ASGI server sends the pings (see ``server_options``).
         self.ping_interval = ping_interval
@@ -254,20 +222,13 @@ class DhanEmulator(MarketEmulator):
         self.max_connections = max_connections
         self.ltt_offset = ltt_offset
         self.snapshots = snapshots
-        self.slice_seconds = slice_seconds
-        self.faults = FaultClock(options.faults)
         universe = default_universe(today or ist_date(options.clock()), options.extra_instruments)
         self.listings = build_listing(universe.specs)
         self.by_key = {item.key: item for item in self.listings}
         self._key_of_sim = {item.spec.token: item.key for item in self.listings}
-        self.market = SimulatedMarket(universe, options.seed)
-        self.last: dict[str, Tick] = {}
-        self.connections: list[EmulatedConnection] = []
-        self.history: list[ConnectionLog] = []
         self.rejected: list[int] = []
         self.rest_requests: list[str] = []
-        self._seed_quotes()
-        self.market.subscribe(universe.tokens, Mode.FULL)
+        self._start_market(universe)
 
     # ------------------------------------------------------------------ accounts
 
@@ -289,31 +250,13 @@ class DhanEmulator(MarketEmulator):
         ]
         if len(mine) >= self.max_connections:
             mine[0].disconnect(805)
-        self.connections.append(connection)
-        self.history.append(connection.log)
-        return connection
-
-    def forget(self, connection: EmulatedConnection) -> None:
-        with contextlib.suppress(ValueError):
-            self.connections.remove(connection)
+        return self._register(connection)
 
     # ------------------------------------------------------------------ market
 
-    def _seed_quotes(self) -> None:
-        now_ns = int(self.options.clock() * 1e9)
-        for item in self.listings:
-            self.market.unsubscribe_all()
-            self.market.subscribe([item.spec.token], Mode.FULL)
-            self._remember(self.market.generate(1, now_ns))
-
-    def _remember(self, ticks: list[Tick]) -> list[tuple[str, Tick]]:
-        keyed = []
-        for tick in ticks:
-            key = self._key_of_sim[tick.token]
-            dhan = msgspec.structs.replace(tick, source="dhan", token=key, symbol=None)
-            self.last[key] = dhan
-            keyed.append((key, dhan))
-        return keyed
+    def _own_tick(self, tick: Tick) -> Tick:
+        key = self._key_of_sim[tick.token]
+        return msgspec.structs.replace(tick, source="dhan", token=key, symbol=None)
 
     def book20(self, key: str, tick: Tick) -> tuple[list[DepthLevel], list[DepthLevel]]:
         """A 20-level book extending the tick's 5 levels outwards on the tick grid."""
@@ -328,13 +271,6 @@ class DhanEmulator(MarketEmulator):
             last = asks[-1]
             asks.append(DepthLevel(round(last.price + step, 2), last.qty + 10, last.orders + 1))
         return bids[:20], asks[:20]
-
-    def push(self, ticks: Iterable[Tick]) -> None:
-        """Send exactly these ticks (tokens are Dhan keys) to every subscriber."""
-        keyed = [(t.token, t) for t in ticks]
-        for key, tick in keyed:
-            self.last[key] = tick
-        self._fan_out(keyed)
 
     def disconnect_all(self, reason: int) -> None:
         for connection in list(self.connections):

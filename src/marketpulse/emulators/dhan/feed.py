@@ -10,12 +10,12 @@ ASGI server, because an ASGI app cannot send ping frames: ``build_app`` puts Dha
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from fastapi import APIRouter, WebSocket
 
-from marketpulse.emulators.dhan.core import CloseRequest, DhanEmulator, EmulatedConnection
+from marketpulse.emulators.dhan.core import DhanEmulator
+from marketpulse.emulators.socket_loop import frame_writer, serve_socket, text_requests
 from marketpulse.feeds.dhan import wire
 
 router = APIRouter()
@@ -48,37 +48,8 @@ async def _serve(websocket: WebSocket, depth: bool) -> None:
         return
     assert client_id is not None
     connection = emulator.open_connection(client_id, depth)
-    writer = asyncio.create_task(_write(websocket, connection))
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            text = message.get("text")
-            if text is not None:
-                connection.handle(text)
-            # binary frames (the SDK's 83-byte v1 disconnect trailer) are ignored
-    except Exception as exc:  # a vanished client ends its connection, nothing else
-        connection.log.closed = connection.log.closed or f"read failed: {exc!r}"
-    finally:
-        emulator.forget(connection)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
 
-
-async def _write(websocket: WebSocket, connection: EmulatedConnection) -> None:
-    try:
-        while True:
-            item = await connection.outbox.get()
-            if isinstance(item, CloseRequest):
-                await websocket.close(item.code, item.reason)
-                return
-            if connection.silent:
-                continue
-            await websocket.send_bytes(item)
-            connection.log.frames_sent += 1
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # the client went away mid-send
-        connection.log.closed = connection.log.closed or f"write failed: {exc!r}"
+    # binary frames (the SDK's 83-byte v1 disconnect trailer) are ignored
+    read = text_requests(connection.handle)
+    write = frame_writer(websocket, connection.log)
+    await serve_socket(websocket, connection, read=read, write=write, forget=emulator.forget)

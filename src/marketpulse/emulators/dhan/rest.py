@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from marketpulse.emulators.candles import candles
 from marketpulse.emulators.dhan.core import DhanEmulator
+from marketpulse.emulators.quotes import depth_of
 from marketpulse.feeds.simulator.trading_calendar import IST
 
 router = APIRouter()
@@ -78,11 +79,7 @@ async def market_quote(kind: str, request: Request) -> Response:
                     average_price=tick.atp or 0.0, volume=tick.volume or 0,
                     buy_quantity=tick.total_buy_qty or 0, sell_quantity=tick.total_sell_qty or 0,
                     last_quantity=tick.ltq or 0, oi=tick.oi or 0,
-                    net_change=tick.change or 0.0,
-                    depth={"buy": [{"price": d.price, "quantity": d.qty, "orders": d.orders}
-                                   for d in tick.bids or []],
-                           "sell": [{"price": d.price, "quantity": d.qty, "orders": d.orders}
-                                    for d in tick.asks or []]},
+                    net_change=tick.change or 0.0, depth=depth_of(tick),
                 )  # fmt: skip
             rows[str(ident)] = quote
     return JSONResponse({"data": data, "status": "success"})

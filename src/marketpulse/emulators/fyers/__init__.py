@@ -10,14 +10,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
 
+from marketpulse.emulators.app import market_app
 from marketpulse.emulators.fyers import rest, stream
 from marketpulse.emulators.fyers.core import (
     TEST_APP_ID,
@@ -41,8 +38,6 @@ __all__ = [
     "make_token",
 ]
 
-log = logging.getLogger(__name__)
-
 
 def build_app(options: EmulatorOptions, **settings: Any) -> FastAPI:
     """The emulator app; ``app.state.emulator`` is its :class:`FyersEmulator`.
@@ -52,26 +47,5 @@ def build_app(options: EmulatorOptions, **settings: Any) -> FastAPI:
     (``ticks_per_second=0`` plus ``emulator.push``).
     """
     emulator = FyersEmulator(options, **settings)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(emulator.run(), name="fyers-emulator")
-        task.add_done_callback(_report_crash)
-        try:
-            yield
-        finally:
-            emulator.drop_all(1001, "emulator shutting down")
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    app = FastAPI(title="Fyers API v3 emulator (marketpulse)", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
-    app.state.emulator = emulator
-    app.include_router(stream.router)
-    app.include_router(rest.router)
-    return app
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("fyers emulator market stopped: %r", task.exception())
+    return market_app(emulator, title="Fyers API v3 emulator (marketpulse)",
+                      routers=(stream.router, rest.router))  # fmt: skip

@@ -11,11 +11,8 @@ values a correct client must hold, which is what the merge tests compare against
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
-import logging
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -26,13 +23,12 @@ import msgspec
 
 from marketpulse.emulators.fyers.listing import FyersListing, Listing
 from marketpulse.emulators.market_loop import MarketEmulator
-from marketpulse.emulators.options import EmulatorOptions, FaultClock
+from marketpulse.emulators.options import EmulatorOptions
+from marketpulse.emulators.outbox import QueuedConnection
 from marketpulse.feeds.fyers import wire
-from marketpulse.feeds.simulator import SimulatedMarket, default_universe
+from marketpulse.feeds.simulator import default_universe
 from marketpulse.feeds.simulator.trading_calendar import ist_date
-from marketpulse.model import Mode, Tick
-
-log = logging.getLogger(__name__)
+from marketpulse.model import Tick
 
 TEST_APP_ID: Final = "TESTAPP001-100"
 """Shaped like real app ids (ten characters + ``-100``): the SDK base64-decodes the
@@ -134,23 +130,12 @@ class ConnectionLog:
     closed: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CloseRequest:
-    code: int
-    reason: str
-
-
-_Item = bytes | CloseRequest
-
-
-class EmulatedConnection:
+class EmulatedConnection(QueuedConnection[bytes, ConnectionLog]):
     """One client's server side: auth state, channels, topics, outbox and message numbers."""
 
     def __init__(self, emulator: FyersEmulator) -> None:
+        super().__init__(emulator.faults, ConnectionLog(time.monotonic()), OUTBOX_FRAMES)
         self.emulator = emulator
-        self.log = ConnectionLog(time.monotonic())
-        self.opened = emulator.faults.now()
-        self.outbox: asyncio.Queue[_Item] = asyncio.Queue(OUTBOX_FRAMES)
         self.publisher = TopicPublisher()
         self.channels: dict[str, int] = {}  # topic → channel
         self.paused: set[int] = set()
@@ -288,35 +273,17 @@ class EmulatedConnection:
         self.log.errors_sent.append(f"{code}: {message}")
         self._queue(wire.encode_custom(code, message, ref_type))
 
-    def send_raw(self, data: bytes) -> None:
-        self._queue(data)
-
-    def close(self, code: int, reason: str) -> None:
-        """Ask the writer to close the socket after what is already queued."""
-        self.log.closed = reason
-        with contextlib.suppress(asyncio.QueueEmpty):
-            while self.outbox.full():
-                self.outbox.get_nowait()
-        self.outbox.put_nowait(CloseRequest(code, reason))
-
-    def _queue(self, item: bytes) -> None:
-        try:
-            self.outbox.put_nowait(item)
-        except asyncio.QueueFull:
-            self.log.frames_dropped += 1
-
-    @property
-    def silent(self) -> bool:
-        return self.emulator.faults.silent(self.opened)
-
 
 def _instrument_of(topic: str) -> str:
     """``sf|nse_cm|3045`` and ``dp|nse_cm|3045`` are one symbol for the symbol limit."""
     return topic[3:]
 
 
-class FyersEmulator(MarketEmulator):
+class FyersEmulator(MarketEmulator[EmulatedConnection, ConnectionLog]):
     """Shared state of one emulated Fyers deployment (see the module docstring)."""
+
+    name = "fyers"
+    last: dict[str, Tick]
 
     def __init__(
         self,
@@ -328,24 +295,17 @@ class FyersEmulator(MarketEmulator):
         token_lifetime: float = 86400.0,
         slice_seconds: float = 0.05,
     ) -> None:
-        self.options = options
+        super().__init__(options, slice_seconds=slice_seconds)
         self.ack_count = ack_count
         self.symbol_limit = symbol_limit
         self.hsm_key = hsm_key
         self.token_lifetime = token_lifetime
-        self.slice_seconds = slice_seconds
-        self.faults = FaultClock(options.faults)
         universe = default_universe(ist_date(options.clock()), options.extra_instruments)
         self.listing = FyersListing(universe)
-        self.market = SimulatedMarket(universe, options.seed)
-        self.last: dict[str, Tick] = {}
-        self.connections: list[EmulatedConnection] = []
-        self.history: list[ConnectionLog] = []
         self.rest_requests: list[str] = []
         self.rest_faults: deque[int] = deque()
         self.used_auth_codes: set[str] = set()
-        self._seed_quotes()
-        self.market.subscribe(universe.tokens, Mode.FULL)
+        self._start_market(universe)
 
     # ------------------------------------------------------------------ accounts
 
@@ -371,43 +331,16 @@ class FyersEmulator(MarketEmulator):
         return None
 
     def open_connection(self) -> EmulatedConnection:
-        connection = EmulatedConnection(self)
-        self.connections.append(connection)
-        self.history.append(connection.log)
-        return connection
-
-    def forget(self, connection: EmulatedConnection) -> None:
-        with contextlib.suppress(ValueError):
-            self.connections.remove(connection)
+        return self._register(EmulatedConnection(self))
 
     # ------------------------------------------------------------------ market
 
-    def _seed_quotes(self) -> None:
-        now_ns = int(self.options.clock() * 1e9)
-        for spec in self.listing.universe.specs:
-            self.market.unsubscribe_all()
-            self.market.subscribe([spec.token], Mode.FULL)
-            self._remember(self.market.generate(1, now_ns))
+    def _own_tick(self, tick: Tick) -> Tick:
+        item = self.listing.by_sim_token[tick.token]
+        return msgspec.structs.replace(tick, source="fyers", token=item.symbol, symbol=None)
 
-    def _remember(self, ticks: list[Tick]) -> list[tuple[Listing, Tick]]:
-        by_sim = self.listing.by_sim_token
-        keyed = []
-        for tick in ticks:
-            item = by_sim[tick.token]
-            fyers = msgspec.structs.replace(tick, source="fyers", token=item.symbol, symbol=None)
-            self.last[item.symbol] = fyers
-            keyed.append((item, fyers))
-        return keyed
-
-    def push(self, ticks: Iterable[Tick]) -> None:
-        """Send exactly these ticks (``token`` = Fyers symbol) to every subscriber."""
-        keyed = []
-        for tick in ticks:
-            item = self.listing.by_symbol[tick.token]
-            self.last[item.symbol] = tick
-            keyed.append((item, tick))
-        self._fan_out(keyed)
-
-    def token_expired(self) -> None:
-        log.info("fyers emulator: the access token expired; closing every data socket")
-        self.drop_all(1008, "access token expired")
+    def _keep(self, tick: Tick) -> tuple[Listing, Tick]:
+        """Ticks are kept by Fyers symbol and fanned out with their listing (its topics)."""
+        item = self.listing.by_symbol[tick.token]
+        self.last[item.symbol] = tick
+        return item, tick

@@ -8,12 +8,10 @@ Client pings (``00 01 0B``) are counted and never answered, like the real server
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from fastapi import APIRouter, WebSocket
 
-from marketpulse.emulators.fyers.core import CloseRequest, EmulatedConnection, FyersEmulator
+from marketpulse.emulators.fyers.core import FyersEmulator
+from marketpulse.emulators.socket_loop import Message, serve_socket
 
 router = APIRouter()
 
@@ -24,38 +22,16 @@ async def data_socket(websocket: WebSocket) -> None:
     emulator: FyersEmulator = websocket.app.state.emulator
     await websocket.accept()
     connection = emulator.open_connection()
-    writer = asyncio.create_task(_write(websocket, connection))
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            data = message.get("bytes")
-            if data is None and message.get("text") is not None:
-                data = message["text"].encode()
-            if data is not None:
-                connection.handle(data)
-    except Exception as exc:  # a vanished client ends its connection, nothing else
-        connection.log.closed = connection.log.closed or f"read failed: {exc!r}"
-    finally:
-        emulator.forget(connection)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
 
+    def read(message: Message) -> None:
+        data = message.get("bytes")
+        if data is None and message.get("text") is not None:
+            data = message["text"].encode()
+        if data is not None:
+            connection.handle(data)
 
-async def _write(websocket: WebSocket, connection: EmulatedConnection) -> None:
-    try:
-        while True:
-            item = await connection.outbox.get()
-            if isinstance(item, CloseRequest):
-                await websocket.close(item.code, item.reason)
-                return
-            if connection.silent:
-                continue
-            await websocket.send_bytes(item)
-            connection.log.messages_sent += 1
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # the client went away mid-send
-        connection.log.closed = connection.log.closed or f"write failed: {exc!r}"
+    async def write(item: bytes) -> None:
+        await websocket.send_bytes(item)
+        connection.log.messages_sent += 1
+
+    await serve_socket(websocket, connection, read=read, write=write, forget=emulator.forget)

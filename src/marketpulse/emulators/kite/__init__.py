@@ -10,14 +10,11 @@ root="http://127.0.0.1:8765")``). Test credentials: api_key ``test_api_key``, ap
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
 
+from marketpulse.emulators.app import market_app
 from marketpulse.emulators.kite import rest, ticker
 from marketpulse.emulators.kite.core import (
     TEST_ACCESS_TOKEN,
@@ -43,8 +40,6 @@ __all__ = [
     "build_app",
 ]
 
-log = logging.getLogger(__name__)
-
 
 def build_app(options: EmulatorOptions, **settings: Any) -> FastAPI:
     """The emulator app; ``app.state.emulator`` is its :class:`KiteEmulator`.
@@ -54,31 +49,5 @@ def build_app(options: EmulatorOptions, **settings: Any) -> FastAPI:
     shrink limits or script every tick (``ticks_per_second=0`` plus ``emulator.push``).
     """
     emulator = KiteEmulator(options, **settings)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(emulator.run(), name="kite-emulator")
-        task.add_done_callback(_report_crash)
-        try:
-            yield
-        finally:
-            emulator.drop_all(1001, "emulator shutting down")
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    app = FastAPI(
-        title="Kite Connect emulator (marketpulse)",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    app.state.emulator = emulator
-    app.include_router(ticker.router)
-    app.include_router(rest.router)
-    return app
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("kite emulator market stopped: %r", task.exception())
+    return market_app(emulator, title="Kite Connect emulator (marketpulse)",
+                      routers=(ticker.router, rest.router))  # fmt: skip

@@ -12,7 +12,6 @@ encodes them with the feed's own wire encoder. Tests script exact ticks with :me
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -24,7 +23,8 @@ import msgspec
 
 from marketpulse.emulators.kite.listing import KiteListing
 from marketpulse.emulators.market_loop import MarketEmulator
-from marketpulse.emulators.options import EmulatorOptions, FaultClock
+from marketpulse.emulators.options import EmulatorOptions
+from marketpulse.emulators.outbox import CloseRequest, QueuedConnection
 from marketpulse.feeds.kite.wire import (
     HEARTBEAT,
     ClientMessage,
@@ -34,7 +34,7 @@ from marketpulse.feeds.kite.wire import (
     encode_frame,
     encode_text,
 )
-from marketpulse.feeds.simulator import SimulatedMarket, default_universe
+from marketpulse.feeds.simulator import default_universe
 from marketpulse.feeds.simulator.trading_calendar import ist_date
 from marketpulse.model import Mode, Tick
 
@@ -67,23 +67,12 @@ class ConnectionLog:
     closed: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CloseRequest:
-    code: int
-    reason: str
-
-
-_Item = bytes | str | CloseRequest
-
-
-class EmulatedConnection:
+class EmulatedConnection(QueuedConnection[bytes | str, ConnectionLog]):
     """One client's server side: its subscriptions ({token: mode}) and its outbox."""
 
     def __init__(self, emulator: KiteEmulator, api_key: str) -> None:
+        super().__init__(emulator.faults, ConnectionLog(api_key, time.monotonic()), OUTBOX_FRAMES)
         self.emulator = emulator
-        self.log = ConnectionLog(api_key, time.monotonic())
-        self.opened = emulator.faults.now()
-        self.outbox: asyncio.Queue[_Item] = asyncio.Queue(OUTBOX_FRAMES)
 
     @property
     def modes(self) -> dict[int, str]:
@@ -159,39 +148,21 @@ class EmulatedConnection:
             self.log.errors_sent.append(message.data)
         self._queue(encode_text(message))
 
-    def send_raw(self, data: bytes | str) -> None:
-        self._queue(data)
-
-    def close(self, code: int, reason: str) -> None:
-        """Ask the writer to close the socket after what is already queued."""
-        self.log.closed = reason
-        with contextlib.suppress(asyncio.QueueEmpty):
-            while self.outbox.full():
-                self.outbox.get_nowait()
-        self.outbox.put_nowait(CloseRequest(code, reason))
-
-    def _queue(self, item: bytes | str) -> None:
+    async def next_item(self) -> bytes | str | CloseRequest:
+        """The next queued item, or a heartbeat after ``heartbeat_interval`` idle seconds."""
         try:
-            self.outbox.put_nowait(item)
-        except asyncio.QueueFull:
-            self.log.frames_dropped += 1
-
-    async def next_item(self, heartbeat: float) -> _Item:
-        """The next queued item, or a heartbeat after ``heartbeat`` idle seconds."""
-        try:
-            async with asyncio.timeout(heartbeat):  # not wait_for: it can swallow cancellation
+            # not wait_for: it can swallow cancellation
+            async with asyncio.timeout(self.emulator.heartbeat_interval):
                 return await self.outbox.get()
         except TimeoutError:
             return HEARTBEAT
 
-    @property
-    def silent(self) -> bool:
-        """The ``silence_after`` fault: connected, but nothing is sent any more."""
-        return self.emulator.faults.silent(self.opened)
 
-
-class KiteEmulator(MarketEmulator):
+class KiteEmulator(MarketEmulator[EmulatedConnection, ConnectionLog]):
     """Shared state of one emulated Kite deployment (see the module docstring)."""
+
+    name = "kite"
+    last: dict[int, Tick]
 
     def __init__(
         self,
@@ -203,28 +174,19 @@ class KiteEmulator(MarketEmulator):
         snapshots: bool = True,
         slice_seconds: float = 0.05,
     ) -> None:
-        self.options = options
+        super().__init__(options, slice_seconds=slice_seconds)
         self.heartbeat_interval = heartbeat_interval
         self.max_tokens_per_connection = max_tokens_per_connection
         self.max_connections_per_key = max_connections_per_key
         self.snapshots = snapshots
-        self.slice_seconds = slice_seconds
-        self.faults = FaultClock(options.faults)
         universe = default_universe(ist_date(options.clock()), options.extra_instruments)
         self.listing = KiteListing(universe)
-        self.market = SimulatedMarket(universe, options.seed)
-        self.last: dict[int, Tick] = {}
-        self.connections: list[EmulatedConnection] = []
-        self.history: list[ConnectionLog] = []
         self.rejected: list[str] = []
         self.rest_requests: list[str] = []
         self.rest_faults: deque[int] = deque()
         """HTTP statuses the next data requests answer with (tests of retry handling)."""
         self.used_request_tokens: set[str] = set()
-        self._seed_quotes()
-        if options.instruments is not None:  # the seeding left one instrument subscribed
-            self.market.unsubscribe_all()
-        self.market.subscribe(universe.tokens[: options.instruments], Mode.FULL)
+        self._start_market(universe)
 
     # ------------------------------------------------------------------ accounts
 
@@ -240,45 +202,19 @@ class KiteEmulator(MarketEmulator):
         return sum(1 for c in self.connections if c.log.api_key == api_key)
 
     def open_connection(self, api_key: str) -> EmulatedConnection:
-        connection = EmulatedConnection(self, api_key)
-        self.connections.append(connection)
-        self.history.append(connection.log)
-        return connection
-
-    def forget(self, connection: EmulatedConnection) -> None:
-        with contextlib.suppress(ValueError):
-            self.connections.remove(connection)
+        return self._register(EmulatedConnection(self, api_key))
 
     # ------------------------------------------------------------------ market
 
-    def _seed_quotes(self) -> None:
-        """One trade per instrument, so every instrument has a quote before the first tick."""
-        now_ns = int(self.options.clock() * 1e9)
-        for spec in self.listing.universe.specs:
-            self.market.unsubscribe_all()
-            self.market.subscribe([spec.token], Mode.FULL)
-            self._remember(self.market.generate(1, now_ns))
+    def _own_tick(self, tick: Tick) -> Tick:
+        item = self.listing.by_sim_token[tick.token]
+        return msgspec.structs.replace(tick, source="kite", token=str(item.token), symbol=None)
 
-    def _remember(self, ticks: list[Tick]) -> list[tuple[int, Tick]]:
-        by_sim = self.listing.by_sim_token
-        keyed = []
-        for tick in ticks:
-            item = by_sim[tick.token]
-            kite = msgspec.structs.replace(tick, source="kite", token=str(item.token), symbol=None)
-            self.last[item.token] = kite
-            keyed.append((item.token, kite))
-        return keyed
+    def _keep(self, tick: Tick) -> tuple[int, Tick]:
+        """Ticks are kept, and fanned out, by their numeric Kite token.
 
-    def push(self, ticks: Iterable[Tick]) -> None:
-        """Send exactly these ticks (Kite tokens) to every subscriber, each in its own mode.
-
-        Raises ``ValueError`` if a tick cannot be encoded (a test bug, not a feed condition).
-        """
-        keyed = [(int(t.token), t) for t in ticks]
-        for token, tick in keyed:
-            self.last[token] = tick
-        self._fan_out(keyed)
-
-    def token_expired(self) -> None:
-        log.info("kite emulator: the access token expired; closing every ticker connection")
-        self.drop_all(1008, "access token expired")
+        So :meth:`push` raises ``ValueError`` for a tick that cannot be keyed or encoded (a
+        test bug, not a feed condition)."""
+        token = int(tick.token)
+        self.last[token] = tick
+        return token, tick

@@ -20,10 +20,11 @@ from marketpulse.emulators.candles import INTERVAL_MINUTES, candles, format_cand
 from marketpulse.emulators.kite import core
 from marketpulse.emulators.kite.core import KiteEmulator
 from marketpulse.emulators.kite.listing import Listing
+from marketpulse.emulators.quotes import depth_rows
 from marketpulse.feeds.kite.auth import checksum
 from marketpulse.feeds.kite.rest import HISTORICAL_INTERVALS, QUOTE_LIMITS
 from marketpulse.feeds.simulator.trading_calendar import IST
-from marketpulse.model import Tick
+from marketpulse.model import DepthLevel, Tick
 
 router = APIRouter()
 
@@ -110,9 +111,8 @@ def _full_quote(item: Listing, tick: Tick) -> dict[str, Any]:
     tick_size = item.spec.instrument.tick_size or 0.05
     band = round(round(close * 0.1 / tick_size) * tick_size, 2)
 
-    def levels(side: list[Any] | None) -> list[dict[str, Any]]:
-        rows = [{"price": lv.price, "quantity": lv.qty, "orders": lv.orders} for lv in side or ()]
-        return (rows + [{"price": 0, "quantity": 0, "orders": 0}] * 5)[:5]
+    def levels(side: list[DepthLevel] | None) -> list[dict[str, Any]]:
+        return (depth_rows(side) + [{"price": 0, "quantity": 0, "orders": 0}] * 5)[:5]
 
     return {
         "instrument_token": item.token,

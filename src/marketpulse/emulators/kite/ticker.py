@@ -11,12 +11,10 @@ stops it sending anything while the socket stays open.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from fastapi import APIRouter, WebSocket
 
-from marketpulse.emulators.kite.core import CloseRequest, EmulatedConnection, KiteEmulator
+from marketpulse.emulators.kite.core import KiteEmulator
+from marketpulse.emulators.socket_loop import any_frame_as_text, serve_socket
 from marketpulse.feeds.kite.wire import ErrorMessage, encode_text
 
 router = APIRouter()
@@ -43,44 +41,15 @@ async def ticker(websocket: WebSocket) -> None:
         await websocket.close(1008, reason[:120])
         return
     connection = emulator.open_connection(api_key)
-    writer = asyncio.create_task(_write(websocket, connection))
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            text = message.get("text")
-            if text is None and message.get("bytes") is not None:
-                text = message["bytes"].decode(errors="replace")
-            if text is not None:
-                connection.handle(text)
-    except Exception as exc:  # a vanished client ends its connection, nothing else
-        connection.log.closed = connection.log.closed or f"read failed: {exc!r}"
-    finally:
-        emulator.forget(connection)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
+    read = any_frame_as_text(connection.handle)
 
+    async def write(item: bytes | str) -> None:
+        if isinstance(item, str):
+            await websocket.send_text(item)
+            return
+        await websocket.send_bytes(item)
+        if len(item) > 1:  # heartbeats are not frames; a frame starts with its count
+            connection.log.frames_sent += 1
+            connection.log.ticks_sent += int.from_bytes(item[:2], "big")
 
-async def _write(websocket: WebSocket, connection: EmulatedConnection) -> None:
-    heartbeat = connection.emulator.heartbeat_interval
-    try:
-        while True:
-            item = await connection.next_item(heartbeat)
-            if isinstance(item, CloseRequest):
-                await websocket.close(item.code, item.reason)
-                return
-            if connection.silent:
-                continue
-            if isinstance(item, bytes):
-                await websocket.send_bytes(item)
-                if len(item) > 1:  # heartbeats are not frames; a frame starts with its count
-                    connection.log.frames_sent += 1
-                    connection.log.ticks_sent += int.from_bytes(item[:2], "big")
-            else:
-                await websocket.send_text(item)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # the client went away mid-send
-        connection.log.closed = connection.log.closed or f"write failed: {exc!r}"
+    await serve_socket(websocket, connection, read=read, write=write, forget=emulator.forget)

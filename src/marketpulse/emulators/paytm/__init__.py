@@ -11,13 +11,11 @@ master on one port.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
 
+from marketpulse.emulators.app import market_app
 from marketpulse.emulators.denials import quiet_denials
 from marketpulse.emulators.options import EmulatorOptions
 from marketpulse.emulators.paytm import feed, rest
@@ -38,20 +36,5 @@ def build_app(options: EmulatorOptions, **settings: Any) -> FastAPI:
     ``settings`` such as ``max_instruments`` or ``max_connections`` go to it)."""
     emulator = PaytmEmulator(options, **settings)
     quiet_denials()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(emulator.run(), name="paytm-emulator")
-        try:
-            yield
-        finally:
-            emulator.drop_all(1001, "emulator shutting down")
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    app = FastAPI(title="Paytm Money emulator (marketpulse)", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, openapi_url=None)  # fmt: skip
-    app.state.emulator = emulator
-    app.include_router(feed.router)
-    app.include_router(rest.router)
-    return app
+    return market_app(emulator, title="Paytm Money emulator (marketpulse)",
+                      routers=(feed.router, rest.router))  # fmt: skip

@@ -24,11 +24,8 @@ are closed with 1008 and new handshakes get 401.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
-import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,15 +35,14 @@ from typing import Final
 import msgspec
 
 from marketpulse.emulators.market_loop import MarketEmulator
-from marketpulse.emulators.options import EmulatorOptions, FaultClock
+from marketpulse.emulators.options import EmulatorOptions
+from marketpulse.emulators.outbox import QueuedConnection
 from marketpulse.feeds.paytm import wire
 from marketpulse.feeds.paytm.auth import TOKEN_DEATH
 from marketpulse.feeds.paytm.instruments import ScripRow, encode_rows
-from marketpulse.feeds.simulator import SimSpec, SimulatedMarket, default_universe
+from marketpulse.feeds.simulator import SimSpec, default_universe
 from marketpulse.feeds.simulator.trading_calendar import IST, ist_date
-from marketpulse.model import Mode, Tick, parse_derivative_name
-
-log = logging.getLogger(__name__)
+from marketpulse.model import Tick, parse_derivative_name
 
 TEST_API_KEY: Final = "test-paytm-api-key"
 TEST_API_SECRET: Final = "test-paytm-api-secret"
@@ -112,15 +108,6 @@ class Tokens:
     read: str
 
 
-@dataclass(frozen=True, slots=True)
-class CloseRequest:
-    code: int
-    reason: str
-
-
-_Item = bytes | str | CloseRequest
-
-
 @dataclass(slots=True)
 class ConnectionLog:
     """What one socket did, kept after it closes (for tests and diagnostics)."""
@@ -133,18 +120,12 @@ class ConnectionLog:
     closed: str | None = None
 
 
-class EmulatedConnection:
+class EmulatedConnection(QueuedConnection[bytes | str, ConnectionLog]):
     """One client socket's server side: its subscriptions and its outbox."""
 
     def __init__(self, emulator: PaytmEmulator, token: str) -> None:
+        super().__init__(emulator.faults, ConnectionLog(token), OUTBOX_FRAMES)
         self.emulator = emulator
-        self.log = ConnectionLog(token)
-        self.opened = emulator.faults.now()
-        self.outbox: asyncio.Queue[_Item] = asyncio.Queue(OUTBOX_FRAMES)
-
-    @property
-    def silent(self) -> bool:
-        return self.emulator.faults.silent(self.opened)
 
     def handle(self, text: str) -> None:
         """Apply one preference message; a malformed one gets a text frame (and is ignored)."""
@@ -191,23 +172,16 @@ class EmulatedConnection:
     def send_text(self, text: str) -> None:
         self._queue(text)
 
-    def send_raw(self, data: bytes) -> None:
-        self._queue(data)
-
-    def _queue(self, item: _Item) -> None:
-        try:
-            self.outbox.put_nowait(item)
-        except asyncio.QueueFull:
-            self.log.frames_dropped += 1
-
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int | None, reason: str) -> None:
         self.log.closed = self.log.closed or f"{code} {reason}"
-        with contextlib.suppress(asyncio.QueueFull):
-            self.outbox.put_nowait(CloseRequest(code, reason))
+        self._queue_close(code, reason)
 
 
-class PaytmEmulator(MarketEmulator):
+class PaytmEmulator(MarketEmulator[EmulatedConnection, ConnectionLog]):
     """Everything the emulated endpoints share."""
+
+    name = "paytm"
+    last: dict[str, Tick]
 
     def __init__(
         self,
@@ -219,12 +193,10 @@ class PaytmEmulator(MarketEmulator):
         slice_seconds: float = 0.05,
         today: date | None = None,
     ) -> None:
-        self.options = options
+        super().__init__(options, slice_seconds=slice_seconds)
         self.max_instruments = max_instruments
         self.max_connections = max_connections
         self.redirect_url = redirect_url
-        self.slice_seconds = slice_seconds
-        self.faults = FaultClock(options.faults)
         day = today or ist_date(options.clock())
         universe = default_universe(day, options.extra_instruments)
         self.listings = build_listing(universe.specs)
@@ -234,14 +206,9 @@ class PaytmEmulator(MarketEmulator):
         self.tokens = Tokens(make_jwt("access", expires), make_jwt("public", expires),
                              make_jwt("read", expires))  # fmt: skip
         self.request_tokens: set[str] = set()
-        self.market = SimulatedMarket(universe, options.seed)
-        self.last: dict[str, Tick] = {}
-        self.connections: list[EmulatedConnection] = []
-        self.history: list[ConnectionLog] = []
         self.rejected: list[int] = []
         self.rest_requests: list[str] = []
-        self._seed_quotes()
-        self.market.subscribe(universe.tokens, Mode.FULL)
+        self._start_market(universe)
 
     def key(self, symbol: str) -> str:
         """The Paytm key of a canonical symbol of the universe."""
@@ -265,39 +232,13 @@ class PaytmEmulator(MarketEmulator):
         return token
 
     def open_connection(self, token: str) -> EmulatedConnection:
-        connection = EmulatedConnection(self, token)
-        self.connections.append(connection)
-        self.history.append(connection.log)
-        return connection
-
-    def forget(self, connection: EmulatedConnection) -> None:
-        with contextlib.suppress(ValueError):
-            self.connections.remove(connection)
+        return self._register(EmulatedConnection(self, token))
 
     # ------------------------------------------------------------------ market
 
-    def _seed_quotes(self) -> None:
-        now_ns = int(self.options.clock() * 1e9)
-        for item in self.listings:
-            self.market.unsubscribe_all()
-            self.market.subscribe([item.spec.token], Mode.FULL)
-            self._remember(self.market.generate(1, now_ns))
-
-    def _remember(self, ticks: list[Tick]) -> list[tuple[str, Tick]]:
-        keyed = []
-        for tick in ticks:
-            key = self._key_of_sim[tick.token]
-            paytm = msgspec.structs.replace(tick, source="paytm", token=key, symbol=None)
-            self.last[key] = paytm
-            keyed.append((key, paytm))
-        return keyed
-
-    def push(self, ticks: Iterable[Tick]) -> None:
-        """Send exactly these ticks (tokens are Paytm keys) to every subscriber."""
-        keyed = [(t.token, t) for t in ticks]
-        for key, tick in keyed:
-            self.last[key] = tick
-        self._fan_out(keyed)
+    def _own_tick(self, tick: Tick) -> Tick:
+        key = self._key_of_sim[tick.token]
+        return msgspec.structs.replace(tick, source="paytm", token=key, symbol=None)
 
     def send_text(self, text: str) -> None:
         for connection in self.connections:

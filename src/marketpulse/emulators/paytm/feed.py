@@ -7,14 +7,11 @@ Server-side WebSocket pings are left to the ASGI server (an ASGI app cannot send
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from fastapi import APIRouter, WebSocket
 
-# Generic denial-log quieting (to move to a shared emulator module).
 from marketpulse.emulators.denials import deny
-from marketpulse.emulators.paytm.core import CloseRequest, EmulatedConnection, PaytmEmulator
+from marketpulse.emulators.paytm.core import PaytmEmulator
+from marketpulse.emulators.socket_loop import frame_writer, serve_socket, text_requests
 
 router = APIRouter()
 PATH = "/broadcast/user/v1/data"
@@ -35,39 +32,7 @@ async def broadcast(websocket: WebSocket) -> None:
     assert token is not None
     await websocket.accept()
     connection = emulator.open_connection(token)
-    writer = asyncio.create_task(_write(websocket, connection))
-    try:
-        while True:
-            received = await websocket.receive()
-            if received["type"] == "websocket.disconnect":
-                break
-            text = received.get("text")
-            if text is not None:
-                connection.handle(text)
-    except Exception as exc:  # a vanished client ends its connection, nothing else
-        connection.log.closed = connection.log.closed or f"read failed: {exc!r}"
-    finally:
-        emulator.forget(connection)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
 
-
-async def _write(websocket: WebSocket, connection: EmulatedConnection) -> None:
-    try:
-        while True:
-            item = await connection.outbox.get()
-            if isinstance(item, CloseRequest):
-                await websocket.close(item.code, item.reason)
-                return
-            if connection.silent:
-                continue
-            if isinstance(item, str):
-                await websocket.send_text(item)
-            else:
-                await websocket.send_bytes(item)
-            connection.log.frames_sent += 1
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # the client went away mid-send
-        connection.log.closed = connection.log.closed or f"write failed: {exc!r}"
+    read = text_requests(connection.handle)
+    write = frame_writer(websocket, connection.log)
+    await serve_socket(websocket, connection, read=read, write=write, forget=emulator.forget)

@@ -11,13 +11,11 @@ its ``_BASE_URL_`` at the emulator, spec §B4).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
 
+from marketpulse.emulators.app import market_app
 from marketpulse.emulators.options import EmulatorOptions
 from marketpulse.emulators.yahoo import chart, stream
 from marketpulse.emulators.yahoo.core import (
@@ -36,20 +34,5 @@ def build_app(options: EmulatorOptions, **settings: Any) -> FastAPI:
     """The emulator app; ``app.state.emulator`` is its :class:`YahooEmulator` (keyword
     ``settings`` such as ``max_symbols`` or ``require_crumb`` go to it)."""
     emulator = YahooEmulator(options, **settings)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(emulator.run(), name="yahoo-emulator")
-        try:
-            yield
-        finally:
-            emulator.drop_all(1001, "emulator shutting down")
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    app = FastAPI(title="Yahoo Finance emulator (marketpulse)", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
-    app.state.emulator = emulator
-    app.include_router(stream.router)
-    app.include_router(chart.router)
-    return app
+    return market_app(emulator, title="Yahoo Finance emulator (marketpulse)",
+                      routers=(stream.router, chart.router))  # fmt: skip

@@ -18,7 +18,6 @@ with ``require_crumb`` a request without the crumb gets 401 "Invalid Crumb".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -26,7 +25,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from marketpulse.emulators.candles import SESSION_MINUTES, minute_bars
+from marketpulse.emulators.candles import SESSION_MINUTES, aggregate, minute_bars, trading_days
+from marketpulse.emulators.candles import Bar as CandleBar
 from marketpulse.emulators.yahoo.core import COOKIE_NAME, Listing, YahooEmulator
 
 router = APIRouter()
@@ -61,24 +61,14 @@ def _error(status: int, code: str, description: str) -> JSONResponse:
 # --------------------------------------------------------------------------- pure bar maths
 
 
-def _minutes(emulator: YahooEmulator, item: Listing, day: date) -> tuple[Any, ...]:
+def _minutes(emulator: YahooEmulator, item: Listing, day: date) -> tuple[CandleBar, ...]:
     spec = item.spec
     return minute_bars(emulator.options.seed, int(spec.token), day, spec.close,
                        spec.instrument.tick_size, not spec.is_index, False)  # fmt: skip
 
 
-def _aggregate(bars: Any) -> Bar:
-    return (bars[0][0], max(b[1] for b in bars), min(b[2] for b in bars), bars[-1][3],
-            sum(b[4] for b in bars))  # fmt: skip
-
-
-def trading_days(first: date, last: date) -> Iterator[date]:
-    """Weekdays in ``[first, last]`` (the emulator has no holidays)."""
-    day = first
-    while day <= last:
-        if day.weekday() < 5:
-            yield day
-        day += timedelta(days=1)
+def _aggregate(bars: tuple[CandleBar, ...]) -> Bar:
+    return aggregate(bars)[:5]
 
 
 def session_open(item: Listing, day: date) -> datetime:

@@ -18,8 +18,6 @@ envelope, any other query the legacy bare base64 frames.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,13 +27,14 @@ from typing import Final
 import msgspec
 
 from marketpulse.emulators.market_loop import MarketEmulator
-from marketpulse.emulators.options import EmulatorOptions, FaultClock
-from marketpulse.feeds.simulator import SimSpec, SimulatedMarket, Universe, default_universe
+from marketpulse.emulators.options import EmulatorOptions
+from marketpulse.emulators.outbox import QueuedConnection
+from marketpulse.feeds.simulator import SimSpec, Universe, default_universe
 from marketpulse.feeds.simulator.trading_calendar import ist_date
 from marketpulse.feeds.simulator.universe import token_for
 from marketpulse.feeds.yahoo import wire
 from marketpulse.feeds.yahoo.symbols import CODE_OF_EXCHANGE, to_yahoo
-from marketpulse.model import Exchange, Instrument, Mode, Tick
+from marketpulse.model import Exchange, Instrument, Tick
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +112,6 @@ def build_listing(specs: Iterable[SimSpec]) -> list[Listing]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class CloseRequest:
-    code: int | None  # None: a close frame without a status code (1005 at the client)
-    reason: str
-
-
-_Item = str | CloseRequest
-
-
 @dataclass(slots=True)
 class ConnectionLog:
     """What one socket did, kept after it closes (for tests and diagnostics)."""
@@ -137,14 +127,12 @@ class ConnectionLog:
     closed: str | None = None
 
 
-class EmulatedConnection:
+class EmulatedConnection(QueuedConnection[str, ConnectionLog]):
     """One client socket's server side: its subscriptions and its outbox."""
 
     def __init__(self, emulator: YahooEmulator, query: str, legacy: bool) -> None:
+        super().__init__(emulator.faults, ConnectionLog(query, legacy), OUTBOX_FRAMES)
         self.emulator = emulator
-        self.log = ConnectionLog(query, legacy)
-        self.opened = emulator.faults.now()
-        self.outbox: asyncio.Queue[_Item] = asyncio.Queue(OUTBOX_FRAMES)
 
     def handle(self, text: str) -> None:
         """Apply one client frame; a malformed one closes the socket without a status code."""
@@ -196,27 +184,14 @@ class EmulatedConnection:
 
     def close(self, code: int | None, reason: str) -> None:
         self.log.closed = reason or f"code {code}"
-        with contextlib.suppress(asyncio.QueueEmpty):
-            while self.outbox.qsize() > OUTBOX_FRAMES - 2:
-                self.outbox.get_nowait()
-        self.outbox.put_nowait(CloseRequest(code, reason))
-
-    def _queue(self, item: str) -> None:
-        try:
-            self.outbox.put_nowait(item)
-        except asyncio.QueueFull:
-            self.log.frames_dropped += 1
-
-    def send_raw(self, text: str) -> None:
-        self._queue(text)
-
-    @property
-    def silent(self) -> bool:
-        return self.emulator.faults.silent(self.opened)
+        self._queue_close(code, reason)
 
 
-class YahooEmulator(MarketEmulator):
+class YahooEmulator(MarketEmulator[EmulatedConnection, ConnectionLog]):
     """Shared state of one emulated Yahoo deployment (see the module docstring)."""
+
+    name = "yahoo"
+    last: dict[str, Tick]
 
     def __init__(
         self,
@@ -228,56 +203,30 @@ class YahooEmulator(MarketEmulator):
         slice_seconds: float = 0.05,
         today: date | None = None,
     ) -> None:
-        self.options = options
+        super().__init__(options, slice_seconds=slice_seconds)
         self.max_symbols = max_symbols
         self.snapshots = snapshots
         self.require_crumb = require_crumb
-        self.slice_seconds = slice_seconds
-        self.faults = FaultClock(options.faults)
         universe = build_universe(today or ist_date(options.clock()), options.extra_instruments)
         self.listings = build_listing(universe.specs)
         self.by_id = {item.yahoo_id: item for item in self.listings}
         self._id_of_sim = {item.spec.token: item.yahoo_id for item in self.listings}
-        self.market = SimulatedMarket(universe, options.seed)
-        self.last: dict[str, Tick] = {}
-        self.connections: list[EmulatedConnection] = []
-        self.history: list[ConnectionLog] = []
         self.chart_requests: list[str] = []
         self.crumb_requests = 0
         self.rate_limit_next = 0
         """The next N chart requests get HTTP 429 (rate-limit tests)."""
         self.crumb = TEST_CRUMB
-        self._seed_quotes()
-        self.market.subscribe(universe.tokens, Mode.FULL)
+        self._start_market(universe)
 
     def open_connection(self, query: str, legacy: bool) -> EmulatedConnection:
-        connection = EmulatedConnection(self, query, legacy)
-        self.connections.append(connection)
-        self.history.append(connection.log)
-        return connection
-
-    def forget(self, connection: EmulatedConnection) -> None:
-        with contextlib.suppress(ValueError):
-            self.connections.remove(connection)
+        return self._register(EmulatedConnection(self, query, legacy))
 
     # ------------------------------------------------------------------ market
 
-    def _seed_quotes(self) -> None:
-        now_ns = int(self.options.clock() * 1e9)
-        for item in self.listings:
-            self.market.unsubscribe_all()
-            self.market.subscribe([item.spec.token], Mode.FULL)
-            self._remember(self.market.generate(1, now_ns))
-
-    def _remember(self, ticks: list[Tick]) -> list[tuple[str, Tick]]:
-        keyed = []
-        for tick in ticks:
-            ident = self._id_of_sim[tick.token]
-            yahoo = msgspec.structs.replace(tick, source="yahoo", token=ident, mode="quote",
-                                            bids=None, asks=None)  # fmt: skip
-            self.last[ident] = yahoo
-            keyed.append((ident, yahoo))
-        return keyed
+    def _own_tick(self, tick: Tick) -> Tick:
+        ident = self._id_of_sim[tick.token]
+        return msgspec.structs.replace(tick, source="yahoo", token=ident, mode="quote",
+                                       bids=None, asks=None)  # fmt: skip
 
     def frame(self, yahoo_id: str, tick: Tick, legacy: bool = False) -> str:
         """The server frame carrying ``tick`` for ``yahoo_id``."""
@@ -290,13 +239,6 @@ class YahooEmulator(MarketEmulator):
             short_name=item.short_name if item else "",
         )  # fmt: skip
         return wire.encode_frame(message, legacy=legacy)
-
-    def push(self, ticks: Iterable[Tick]) -> None:
-        """Send exactly these ticks (tokens are Yahoo ids) to every subscriber."""
-        keyed = [(t.token, t) for t in ticks]
-        for ident, tick in keyed:
-            self.last[ident] = tick
-        self._fan_out(keyed)
 
     def token_expired(self) -> None:
         """Nothing expires: Yahoo has no tokens."""
