@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from marketpulse.config import Settings
 from marketpulse.credentials import CredentialStore
@@ -47,7 +45,7 @@ from marketpulse.feeds.base import (
     FeedConnectionError,
 )
 from marketpulse.feeds.simulator.trading_calendar import session_open
-from marketpulse.feeds.websocket_close import close_reason, close_state
+from marketpulse.feeds.websocket_session import Frame, WebSocketSession, stamped
 from marketpulse.model import Mode, Tick
 from marketpulse.subscriptions import TrackedSymbol
 
@@ -56,11 +54,6 @@ log = logging.getLogger(__name__)
 MAX_TOKENS_PER_CONNECTION: Final = 1000
 MAX_CONNECTIONS: Final = 3
 PING_INTERVAL: Final = 10.0
-INBOX_LIMIT: Final = 20_000
-"""Frames held between the socket and the supervisor before the reader stops reading (and TCP
-pushes back on the broker)."""
-
-Frame = tuple[int, bytes | str]
 
 
 class AngelOneAdapter(FeedAdapter):
@@ -170,17 +163,15 @@ class AngelOneConnection(FeedConnection):
     """One smart-stream socket: subscriptions by (mode, token), heartbeat, batched decoding."""
 
     def __init__(self, ws: ClientConnection, adapter: AngelOneAdapter) -> None:
-        self._ws = ws
         self._adapter = adapter
         self._directory = adapter.directory
         self._modes: dict[str, wire.WireMode] = {}  # subscription key → mode on this socket
-        self._inbox: list[Frame] = []
-        self._arrived = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._failure: BaseException | None = None
-        self._reader = asyncio.create_task(self._read(), name="angelone:reader")
-        self._pinger = asyncio.create_task(self._ping(), name="angelone:ping")
+        self._session = WebSocketSession(ws, "angelone", stamped)
+        # The text ping is the heartbeat: its ``pong`` arrives as a frame like any other.
+        pinger = self._session.keep_alive(
+            adapter.ping_interval, heartbeat=wire.PING, websocket_ping=False
+        )
+        self._session.start(pinger, "ping")
 
     # ------------------------------------------------------------------ requests
 
@@ -192,9 +183,9 @@ class AngelOneConnection(FeedConnection):
             if old is not None and old != wanted:
                 moving.setdefault(old, []).append(key)
         for old, keys in moving.items():
-            await self._send(wire.encode_unsubscribe(old, self._directory.group(keys)))
+            await self._session.send(wire.encode_unsubscribe(old, self._directory.group(keys)))
         if tokens:
-            await self._send(wire.encode_subscribe(wanted, self._directory.group(tokens)))
+            await self._session.send(wire.encode_subscribe(wanted, self._directory.group(tokens)))
         for key in tokens:
             self._modes[key] = wanted
 
@@ -205,25 +196,12 @@ class AngelOneConnection(FeedConnection):
             if mode is not None:
                 by_mode.setdefault(mode, []).append(key)
         for mode, keys in by_mode.items():
-            await self._send(wire.encode_unsubscribe(mode, self._directory.group(keys)))
-
-    async def _send(self, message: str) -> None:
-        try:
-            await self._ws.send(message)
-        except ConnectionClosed as exc:
-            raise FeedConnectionError(f"angelone: socket closed ({close_reason(exc)})") from exc
+            await self._session.send(wire.encode_unsubscribe(mode, self._directory.group(keys)))
 
     # ------------------------------------------------------------------ receiving
 
     async def receive(self) -> list[Tick]:
-        while not self._inbox:
-            if self._failure is not None:
-                raise self._failure
-            self._arrived.clear()
-            await self._arrived.wait()
-        frames, self._inbox = self._inbox, []
-        self._room.set()
-        return self._decode(frames)
+        return self._decode(await self._session.frames())
 
     def _decode(self, frames: list[Frame]) -> list[Tick]:
         adapter = self._adapter
@@ -245,35 +223,5 @@ class AngelOneConnection(FeedConnection):
                 adapter.report_skip(out.value, frame)
         return self._directory.label(ticks)
 
-    async def _read(self) -> None:
-        """Socket → inbox, stamping receive times; a closed socket becomes the failure."""
-        inbox_limit = INBOX_LIMIT
-        try:
-            async for message in self._ws:
-                self._inbox.append((time.time_ns(), message))
-                self._arrived.set()
-                if len(self._inbox) >= inbox_limit:
-                    self._room.clear()
-                    await self._room.wait()
-            self._failure = FeedConnectionError(
-                f"angelone: socket closed ({close_state(self._ws)})"
-            )
-        except ConnectionClosed as exc:
-            self._failure = FeedConnectionError(f"angelone: socket closed ({close_reason(exc)})")
-        except Exception as exc:  # any other failure of the socket ends this connection
-            self._failure = FeedConnectionError(f"angelone: socket failed: {exc!r}")
-        finally:
-            self._arrived.set()
-
-    async def _ping(self) -> None:
-        interval = self._adapter.ping_interval
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await asyncio.sleep(interval)
-                await self._ws.send(wire.PING)
-
     async def close(self) -> None:
-        for task in (self._pinger, self._reader):
-            task.cancel()
-        await asyncio.gather(self._pinger, self._reader, return_exceptions=True)
-        await self._ws.close()
+        await self._session.close()

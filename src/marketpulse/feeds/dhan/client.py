@@ -24,19 +24,16 @@ watchdogs. :class:`DhanConnection` speaks the protocol on one socket:
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.uri import parse_uri
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
 
 from marketpulse.config import Settings
 from marketpulse.feeds.base import (
@@ -44,12 +41,18 @@ from marketpulse.feeds.base import (
     FeedAuthError,
     FeedConnection,
     FeedConnectionError,
+    FeedError,
     FeedLimitError,
 )
 from marketpulse.feeds.dhan import wire
 from marketpulse.feeds.dhan.credentials import LOGIN_HINT, DhanCredentials, load_session
 from marketpulse.feeds.simulator.trading_calendar import session_open
-from marketpulse.feeds.websocket_close import close_reason, close_state
+from marketpulse.feeds.websocket_session import (
+    Data,
+    WebSocketSession,
+    open_websocket,
+    require_websocket_url,
+)
 from marketpulse.model import Mode, Tick
 from marketpulse.subscriptions import TrackedSymbol
 
@@ -60,10 +63,16 @@ MAX_CONNECTIONS: Final = 5
 MAX_DEPTH20_PER_CONNECTION: Final = 50
 DEPTH20_SEGMENTS: Final = frozenset({"NSE_EQ", "NSE_FNO"})
 PING_INTERVAL: Final = 5.0
-INBOX_LIMIT: Final = 20_000
-MAX_MESSAGE_BYTES: Final = 1 << 20
 
-Frame = tuple[int, bool, bytes | str]  # (ts_recv ns, from the depth socket, frame)
+Frame = tuple[int, bool, Data]  # (ts_recv ns, from the depth socket, frame)
+
+
+def _main_frame(ts_recv: int, frame: Data) -> Frame:
+    return ts_recv, False, frame
+
+
+def _depth_frame(ts_recv: int, frame: Data) -> Frame:
+    return ts_recv, True, frame
 
 
 class DhanDisconnectError(FeedConnectionError):
@@ -126,10 +135,7 @@ class DhanAdapter(FeedAdapter):
     ) -> None:
         for url in (ws_url, depth_ws_url):
             if url is not None:
-                try:
-                    parse_uri(url)
-                except InvalidURI as exc:
-                    raise ValueError(f"{url!r} is not a ws:// or wss:// URL") from exc
+                require_websocket_url(url)
         if depth_levels not in (5, 20):
             raise ValueError(f"DHAN_DEPTH_LEVELS must be 5 or 20, not {depth_levels}")
         if depth_levels == 20 and depth_ws_url is None:
@@ -179,26 +185,24 @@ class DhanAdapter(FeedAdapter):
         return f"{base}{'&' if '?' in base else '?'}{urlencode(query)}"
 
     async def open_socket(self, url: str, client_id: str, what: str) -> ClientConnection:
-        try:
-            return await connect(
-                url,
-                open_timeout=self.open_timeout,
-                ping_interval=None,  # DhanConnection pings itself so pongs reach the watchdog
-                close_timeout=2.0,
-                compression=None,
-                max_size=MAX_MESSAGE_BYTES,
-            )
-        except InvalidStatus as exc:
+        def refused(exc: InvalidStatus) -> FeedError:
             status = exc.response.status_code
             if status in (401, 403):
-                raise FeedAuthError(
+                return FeedAuthError(
                     f"dhan: the {what} refused client {client_id} (HTTP {status}): the access "
                     f"token has expired or is invalid; run `{LOGIN_HINT}`"
-                ) from None
-            raise FeedConnectionError(f"dhan: the {what} answered HTTP {status}") from None
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+                )
+            return FeedConnectionError(f"dhan: the {what} answered HTTP {status}")
+
+        return await open_websocket(
+            url,
+            refused=refused,
             # The URL carries the token: name only the endpoint.
-            raise FeedConnectionError(f"dhan: cannot connect to the {what}: {exc}") from None
+            unreachable=lambda exc: FeedConnectionError(
+                f"dhan: cannot connect to the {what}: {exc}"
+            ),
+            open_timeout=self.open_timeout,
+        )
 
     async def connect(self, credentials: Any) -> DhanConnection:
         if not isinstance(credentials, DhanCredentials):
@@ -240,7 +244,6 @@ class DhanConnection(FeedConnection):
     """One market-feed socket (plus the 20-level depth socket when enabled)."""
 
     def __init__(self, ws: ClientConnection, adapter: DhanAdapter, creds: DhanCredentials) -> None:
-        self._ws = ws
         self._adapter = adapter
         self._creds = creds
         self._depth: ClientConnection | None = None
@@ -248,17 +251,9 @@ class DhanConnection(FeedConnection):
         self._modes: dict[str, str] = {}
         self._state = wire.InstrumentState(adapter.depth_levels)
         self._last_full: dict[str, Tick] = {}
-        self._inbox: list[Frame] = []
-        self._pongs = 0
-        self._arrived = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._failure: BaseException | None = None
         self._pending: BaseException | None = None
-        self._tasks = [
-            asyncio.create_task(self._read(ws, False), name="dhan:reader"),
-            asyncio.create_task(self._ping(), name="dhan:ping"),
-        ]
+        self._session = WebSocketSession(ws, "dhan", _main_frame)
+        self._session.start(self._session.keep_alive(adapter.ping_interval), "ping")
 
     # ------------------------------------------------------------------ requests
 
@@ -314,8 +309,8 @@ class DhanConnection(FeedConnection):
             assert adapter.depth_ws_url is not None
             url = adapter.url_for(adapter.depth_ws_url, self._creds, version=False)
             self._depth = await adapter.open_socket(url, self._creds.client_id, "depth socket")
-            self._tasks.append(
-                asyncio.create_task(self._read(self._depth, True), name="dhan:depth")
+            self._session.start(
+                self._session.read(self._depth, "depth socket", _depth_frame), "depth"
             )
         if self._depth is None:
             return
@@ -328,27 +323,15 @@ class DhanConnection(FeedConnection):
         self._depth_keys = wanted
 
     async def _send_all(self, messages: list[str], ws: ClientConnection | None = None) -> None:
-        target = ws or self._ws
-        try:
-            for message in messages:
-                await target.send(message)
-        except ConnectionClosed as exc:
-            raise FeedConnectionError(f"dhan: socket closed ({close_reason(exc)})") from exc
+        for message in messages:
+            await self._session.send(message, ws)
 
     # ------------------------------------------------------------------ receiving
 
     async def receive(self) -> list[Tick]:
         if self._pending is not None:
             raise self._pending
-        while not self._inbox and not self._pongs:
-            if self._failure is not None:
-                raise self._failure
-            self._arrived.clear()
-            await self._arrived.wait()
-        self._pongs = 0
-        frames, self._inbox = self._inbox, []
-        self._room.set()
-        return self._decode(frames)
+        return self._decode(await self._session.frames())
 
     def _decode(self, frames: list[Frame]) -> list[Tick]:
         adapter = self._adapter
@@ -385,40 +368,9 @@ class DhanConnection(FeedConnection):
                 break
         return out
 
-    async def _read(self, ws: ClientConnection, from_depth: bool) -> None:
-        """Socket → inbox with receive times; a closed socket becomes the failure."""
-        what = "depth socket" if from_depth else "socket"
-        try:
-            async for message in ws:
-                self._inbox.append((time.time_ns(), from_depth, message))
-                self._arrived.set()
-                if len(self._inbox) >= INBOX_LIMIT:
-                    self._room.clear()
-                    await self._room.wait()
-            self._failure = FeedConnectionError(f"dhan: {what} closed ({close_state(ws)})")
-        except ConnectionClosed as exc:
-            self._failure = FeedConnectionError(f"dhan: {what} closed ({close_reason(exc)})")
-        except Exception as exc:  # any other socket failure ends this connection
-            self._failure = FeedConnectionError(f"dhan: {what} failed: {exc!r}")
-        finally:
-            self._arrived.set()
-
-    async def _ping(self) -> None:
-        """WebSocket ping; each pong is proof of life for the heartbeat watchdog."""
-        interval = self._adapter.ping_interval
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await asyncio.sleep(interval)
-                waiter = await self._ws.ping()
-                await waiter
-                self._pongs += 1
-                self._arrived.set()
-
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for ws in (self._ws, self._depth):
+        await self._session.stop()
+        for ws in (self._session.ws, self._depth):
             if ws is not None:
                 with contextlib.suppress(Exception):
                     await ws.send(wire.encode_disconnect_request())

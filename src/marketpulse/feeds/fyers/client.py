@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.uri import parse_uri
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from marketpulse.config import Settings
 from marketpulse.feeds.base import (
@@ -40,24 +38,26 @@ from marketpulse.feeds.base import (
     FeedAuthError,
     FeedConnection,
     FeedConnectionError,
+    FeedError,
 )
 from marketpulse.feeds.fyers import wire
 from marketpulse.feeds.fyers.credentials import LOGIN_HINT, FyersCredentials, load_session
 from marketpulse.feeds.fyers.rest import FyersRestClient
 from marketpulse.feeds.fyers.topics import SymbolTopics, TopicError, topics_for
 from marketpulse.feeds.simulator.trading_calendar import session_open
-from marketpulse.feeds.websocket_close import close_reason, close_state
+from marketpulse.feeds.websocket_close import close_reason
+from marketpulse.feeds.websocket_session import (
+    Frame,
+    WebSocketSession,
+    open_websocket,
+    require_websocket_url,
+    stamped,
+)
 from marketpulse.model import Mode, Tick
 
 log = logging.getLogger(__name__)
 
 MAX_SYMBOLS: Final = 5000
-MAX_MESSAGE_BYTES: Final = 1 << 20
-INBOX_LIMIT: Final = 20_000
-_ALIVE: Final = b""
-"""Inbox marker: a WebSocket pong arrived (the socket is alive, nothing to decode)."""
-
-Frame = tuple[int, bytes | str]
 
 
 class FyersAdapter(FeedAdapter):
@@ -79,10 +79,7 @@ class FyersAdapter(FeedAdapter):
         open_timeout: float = 10.0,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        try:
-            parse_uri(ws_url)
-        except InvalidURI as exc:
-            raise ValueError(f"FYERS_WS_URL {ws_url!r} is not a ws:// or wss:// URL") from exc
+        require_websocket_url(ws_url, "FYERS_WS_URL")
         self.ws_url = ws_url
         self.api_url = api_url
         self.public_url = public_url or api_url
@@ -169,25 +166,14 @@ class FyersAdapter(FeedAdapter):
         if not isinstance(credentials, FyersCredentials):
             raise FeedAuthError(f"fyers: no session; run `{LOGIN_HINT}`")
         claims = credentials.check_fresh()
-        try:
-            ws = await connect(
-                self.ws_url,
-                open_timeout=self.open_timeout,
-                ping_interval=None,  # our pinger sends both pings (see the module docstring)
-                close_timeout=2.0,
-                max_size=MAX_MESSAGE_BYTES,
-                compression=None,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in (401, 403):
-                raise FeedAuthError(
-                    f"fyers: the data socket refused the connection (HTTP {status}); "
-                    f"run `{LOGIN_HINT}`"
-                ) from None
-            raise FeedConnectionError(f"fyers: connect refused with HTTP {status}") from None
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
-            raise FeedConnectionError(f"fyers: cannot connect to {self.ws_url}: {exc}") from exc
+        ws = await open_websocket(
+            self.ws_url,
+            refused=_refused,
+            unreachable=lambda exc: FeedConnectionError(
+                f"fyers: cannot connect to {self.ws_url}: {exc}"
+            ),
+            open_timeout=self.open_timeout,
+        )
         state = wire.HsmState(lite=self.lite)
         try:
             await ws.send(wire.encode_auth(claims.hsm_key))
@@ -260,6 +246,15 @@ class FyersAdapter(FeedAdapter):
         log.warning("fyers: %s", detail)
 
 
+def _refused(exc: InvalidStatus) -> FeedError:
+    status = exc.response.status_code
+    if status in (401, 403):
+        return FeedAuthError(
+            f"fyers: the data socket refused the connection (HTTP {status}); run `{LOGIN_HINT}`"
+        )
+    return FeedConnectionError(f"fyers: connect refused with HTTP {status}")
+
+
 class FyersConnection(FeedConnection):
     """One authenticated data socket: subscriptions by topic, acks, pings, batched decoding."""
 
@@ -270,18 +265,17 @@ class FyersConnection(FeedConnection):
         credentials: FyersCredentials,
         state: wire.HsmState,
     ) -> None:
-        self._ws = ws
         self._adapter = adapter
         self._credentials = credentials
         self.state = state
         self._subscribed: dict[str, list[str]] = {}  # symbol → topics on this socket
-        self._inbox: list[Frame] = []
-        self._arrived = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._failure: BaseException | None = None
-        self._reader = asyncio.create_task(self._read(), name="fyers:reader")
-        self._pinger = asyncio.create_task(self._ping(), name="fyers:ping")
+        self._session = WebSocketSession(ws, "fyers", stamped)
+        # The server never answers the HSM ping; a WebSocket pong proves a quiet socket alive.
+        interval = adapter.ping_interval
+        pinger = self._session.keep_alive(
+            interval, heartbeat=wire.PING_FRAME, pong_timeout=interval
+        )
+        self._session.start(pinger, "ping")
 
     # ------------------------------------------------------------------ requests
 
@@ -302,9 +296,9 @@ class FyersConnection(FeedConnection):
             state.modes[item.symbol] = mode_name
             self._subscribed[item.symbol] = wanted
         for chunk in wire.chunks(drop):
-            await self._send(wire.encode_unsubscribe(chunk))
+            await self._session.send(wire.encode_unsubscribe(chunk))
         for chunk in wire.chunks(add):
-            await self._send(wire.encode_subscribe(chunk))
+            await self._session.send(wire.encode_subscribe(chunk))
 
     async def unsubscribe(self, tokens: Sequence[str]) -> None:
         topics: list[str] = []
@@ -312,25 +306,12 @@ class FyersConnection(FeedConnection):
             topics += self._subscribed.pop(symbol, [])
             self.state.modes.pop(symbol, None)
         for chunk in wire.chunks(topics):
-            await self._send(wire.encode_unsubscribe(chunk))
-
-    async def _send(self, frame: bytes) -> None:
-        try:
-            await self._ws.send(frame)
-        except ConnectionClosed as exc:
-            raise FeedConnectionError(f"fyers: socket closed ({close_reason(exc)})") from exc
+            await self._session.send(wire.encode_unsubscribe(chunk))
 
     # ------------------------------------------------------------------ receiving
 
     async def receive(self) -> list[Tick]:
-        while not self._inbox:
-            if self._failure is not None:
-                raise self._failure
-            self._arrived.clear()
-            await self._arrived.wait()
-        frames, self._inbox = self._inbox, []
-        self._room.set()
-        return await self._decode(frames)
+        return await self._decode(await self._session.frames())
 
     async def _decode(self, frames: list[Frame]) -> list[Tick]:
         adapter = self._adapter
@@ -340,8 +321,6 @@ class FyersConnection(FeedConnection):
         acks: list[int] = []
         decode = wire.decode_frame
         for ts_recv, frame in frames:
-            if frame is _ALIVE:
-                continue
             if tap is not None:
                 tap(ts_recv, frame)
             if isinstance(frame, str):
@@ -361,43 +340,8 @@ class FyersConnection(FeedConnection):
             elif isinstance(message, wire.StatusResponse) and not message.ok:
                 adapter.report_refused(message)
         for number in acks:
-            await self._send(wire.encode_ack(number))
+            await self._session.send(wire.encode_ack(number))
         return ticks
 
-    async def _read(self) -> None:
-        """Socket → inbox with receive times; a closed socket becomes the failure."""
-        try:
-            async for message in self._ws:
-                self._push((time.time_ns(), message))
-                if len(self._inbox) >= INBOX_LIMIT:
-                    self._room.clear()
-                    await self._room.wait()
-            self._failure = FeedConnectionError(f"fyers: socket closed ({close_state(self._ws)})")
-        except ConnectionClosed as exc:
-            self._failure = FeedConnectionError(f"fyers: socket closed ({close_reason(exc)})")
-        except Exception as exc:
-            self._failure = FeedConnectionError(f"fyers: socket failed: {exc!r}")
-        finally:
-            self._arrived.set()
-
-    def _push(self, frame: Frame) -> None:
-        self._inbox.append(frame)
-        self._arrived.set()
-
-    async def _ping(self) -> None:
-        interval = self._adapter.ping_interval
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await asyncio.sleep(interval)
-                await self._ws.send(wire.PING_FRAME)
-                pong = await self._ws.ping()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(interval):
-                        await pong
-                        self._push((time.time_ns(), _ALIVE))
-
     async def close(self) -> None:
-        for task in (self._pinger, self._reader):
-            task.cancel()
-        await asyncio.gather(self._pinger, self._reader, return_exceptions=True)
-        await self._ws.close()
+        await self._session.close()

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.uri import parse_uri
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from marketpulse.config import Settings
 from marketpulse.feeds.base import (
@@ -30,6 +29,7 @@ from marketpulse.feeds.base import (
     FeedAuthError,
     FeedConnection,
     FeedConnectionError,
+    FeedError,
 )
 from marketpulse.feeds.kite.credentials import LOGIN_HINT, KiteCredentials, load_session
 from marketpulse.feeds.kite.wire import (
@@ -45,6 +45,7 @@ from marketpulse.feeds.kite.wire import (
 )
 from marketpulse.feeds.simulator.trading_calendar import session_open
 from marketpulse.feeds.websocket_close import close_reason
+from marketpulse.feeds.websocket_session import open_websocket, require_websocket_url, send_or_fail
 from marketpulse.model import Mode, Tick
 
 log = logging.getLogger(__name__)
@@ -130,10 +131,7 @@ class KiteConnection(FeedConnection):
             await self._send(encode_unsubscribe(numeric))
 
     async def _send(self, message: str) -> None:
-        try:
-            await self._ws.send(message)
-        except ConnectionClosed as exc:
-            raise FeedConnectionError(f"kite: connection closed ({close_reason(exc)})") from exc
+        await send_or_fail(self._ws, message, "kite: connection")
 
     async def receive(self) -> list[Tick]:
         """The next frame's ticks; ``[]`` for heartbeats and text messages (still proof of life)."""
@@ -182,10 +180,7 @@ class KiteAdapter(FeedAdapter):
         open_timeout: float = 10.0,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        try:
-            parse_uri(ws_url)
-        except InvalidURI as exc:
-            raise ValueError(f"KITE_WS_URL {ws_url!r} is not a ws:// or wss:// URL") from exc
+        require_websocket_url(ws_url, "KITE_WS_URL")
         self.ws_url = ws_url
         self.home = home
         self.max_instruments_per_connection = max_instruments_per_connection
@@ -217,31 +212,33 @@ class KiteAdapter(FeedAdapter):
     async def connect(self, credentials: Any) -> KiteConnection:
         if not isinstance(credentials, KiteCredentials):
             raise TypeError(f"expected KiteCredentials, got {type(credentials).__name__}")
-        try:
-            ws = await connect(
-                self.url_for(credentials),
-                additional_headers={"X-Kite-Version": "3"},
-                open_timeout=self.open_timeout,
-                ping_interval=None,  # Kite needs no client pings; the watchdog covers liveness
-                compression=None,  # as the official SDK: binary ticks barely compress
-                max_size=MAX_MESSAGE_BYTES,
-            )
-        except InvalidStatus as exc:
+
+        def refused(exc: InvalidStatus) -> FeedError:
             status = exc.response.status_code
             if status in (401, 403):
-                raise FeedAuthError(
+                return FeedAuthError(
                     f"kite: the ticker rejected the credentials (HTTP {status}): the access "
                     "token has expired (Kite tokens expire at 06:00 IST every day) or does not "
                     f"belong to api_key {credentials.api_key!r}; run `{LOGIN_HINT}` (or update "
                     "KITE_ACCESS_TOKEN if you set it in the environment)"
-                ) from None
+                )
             body = exc.response.body.decode(errors="replace").strip()[:200]
-            raise FeedConnectionError(
+            return FeedConnectionError(
                 f"kite: the ticker refused the connection with HTTP {status}"
                 + (f": {body}" if body else "")
-            ) from None
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
-            raise FeedConnectionError(f"kite: cannot connect to {self.ws_url}: {exc}") from exc
+            )
+
+        ws = await open_websocket(
+            self.url_for(credentials),
+            refused=refused,
+            unreachable=lambda exc: FeedConnectionError(
+                f"kite: cannot connect to {self.ws_url}: {exc}"
+            ),
+            open_timeout=self.open_timeout,
+            close_timeout=10.0,  # the library's default, kept for Kite
+            max_size=MAX_MESSAGE_BYTES,
+            additional_headers={"X-Kite-Version": "3"},
+        )
         return KiteConnection(ws, self)
 
     def numeric_tokens(self, tokens: Sequence[str]) -> list[int]:

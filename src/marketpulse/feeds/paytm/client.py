@@ -23,9 +23,7 @@ instrument's mode and the watchdogs. :class:`PaytmConnection` speaks the protoco
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -33,16 +31,27 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.uri import parse_uri
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
 
 from marketpulse.config import Settings
-from marketpulse.feeds.base import FeedAdapter, FeedAuthError, FeedConnection, FeedConnectionError
+from marketpulse.feeds.base import (
+    FeedAdapter,
+    FeedAuthError,
+    FeedConnection,
+    FeedConnectionError,
+    FeedError,
+)
 from marketpulse.feeds.paytm import wire
 from marketpulse.feeds.paytm.credentials import LOGIN_HINT, PaytmFeedCredentials, load_feed_token
 from marketpulse.feeds.simulator.trading_calendar import session_open
-from marketpulse.feeds.websocket_close import close_reason, close_state
+from marketpulse.feeds.websocket_session import (
+    Frame,
+    WebSocketSession,
+    open_websocket,
+    require_websocket_url,
+    stamped,
+)
 from marketpulse.model import Mode, Tick
 from marketpulse.subscriptions import TrackedSymbol
 
@@ -50,10 +59,6 @@ log = logging.getLogger(__name__)
 
 PING_INTERVAL: Final = 5.0
 PREFS_PER_MESSAGE: Final = 100
-INBOX_LIMIT: Final = 20_000
-MAX_MESSAGE_BYTES: Final = 1 << 20
-
-Frame = tuple[int, bytes | str]  # (ts_recv ns, frame)
 
 
 class PaytmAdapter(FeedAdapter):
@@ -72,10 +77,7 @@ class PaytmAdapter(FeedAdapter):
         open_timeout: float = 10.0,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        try:
-            parse_uri(ws_url)
-        except InvalidURI as exc:
-            raise ValueError(f"PAYTM_WS_URL {ws_url!r} is not a ws:// or wss:// URL") from exc
+        require_websocket_url(ws_url, "PAYTM_WS_URL")
         self.ws_url = ws_url
         self.home = home
         self.max_instruments_per_connection = max_instruments_per_connection
@@ -115,29 +117,15 @@ class PaytmAdapter(FeedAdapter):
     async def connect(self, credentials: Any) -> PaytmConnection:
         if not isinstance(credentials, PaytmFeedCredentials):
             raise FeedAuthError(f"paytm: no public access token; run `{LOGIN_HINT}`")
-        try:
-            ws = await connect(
-                self.url_for(credentials),
-                open_timeout=self.open_timeout,
-                ping_interval=None,  # PaytmConnection pings itself so pongs reach the watchdog
-                close_timeout=2.0,
-                compression=None,
-                max_size=MAX_MESSAGE_BYTES,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in (401, 403):
-                raise FeedAuthError(
-                    f"paytm: the broadcast feed refused the public access token (HTTP {status}): "
-                    f"it has expired (tokens die at 23:59:59 IST) or is invalid; run "
-                    f"`{LOGIN_HINT}` (or update PAYTM_PUBLIC_ACCESS_TOKEN if you set it)"
-                ) from None
-            raise FeedConnectionError(f"paytm: the broadcast feed answered HTTP {status}") from None
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+        ws = await open_websocket(
+            self.url_for(credentials),
+            refused=_refused,
             # The URL carries the token: name only the endpoint.
-            raise FeedConnectionError(
+            unreachable=lambda exc: FeedConnectionError(
                 f"paytm: cannot connect to the broadcast feed: {exc}"
-            ) from None
+            ),
+            open_timeout=self.open_timeout,
+        )
         return PaytmConnection(ws, self)
 
     def market_open(self, now: float) -> bool:
@@ -167,6 +155,17 @@ class PaytmAdapter(FeedAdapter):
         return ticks
 
 
+def _refused(exc: InvalidStatus) -> FeedError:
+    status = exc.response.status_code
+    if status in (401, 403):
+        return FeedAuthError(
+            f"paytm: the broadcast feed refused the public access token (HTTP {status}): "
+            f"it has expired (tokens die at 23:59:59 IST) or is invalid; run "
+            f"`{LOGIN_HINT}` (or update PAYTM_PUBLIC_ACCESS_TOKEN if you set it)"
+        )
+    return FeedConnectionError(f"paytm: the broadcast feed answered HTTP {status}")
+
+
 def _kind(error: str) -> str:
     return "".join("N" if c.isdigit() else c for c in error)
 
@@ -175,20 +174,11 @@ class PaytmConnection(FeedConnection):
     """One broadcast socket: its subscriptions (token → mode) and the id → token book."""
 
     def __init__(self, ws: ClientConnection, adapter: PaytmAdapter) -> None:
-        self._ws = ws
         self._adapter = adapter
         self._book = wire.KeyBook()
         self._modes: dict[str, str] = {}
-        self._inbox: list[Frame] = []
-        self._pongs = 0
-        self._arrived = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._failure: BaseException | None = None
-        self._tasks = [
-            asyncio.create_task(self._read(), name="paytm:reader"),
-            asyncio.create_task(self._ping(), name="paytm:ping"),
-        ]
+        self._session = WebSocketSession(ws, "paytm", stamped)
+        self._session.start(self._session.keep_alive(adapter.ping_interval), "ping")
 
     @property
     def modes(self) -> dict[str, str]:
@@ -252,29 +242,16 @@ class PaytmConnection(FeedConnection):
 
     async def _send(self, action: str, mode: str, keys: list[str]) -> None:
         tap = self._adapter.frame_tap
-        try:
-            for start in range(0, len(keys), PREFS_PER_MESSAGE):
-                message = wire.encode_preferences(
-                    action, mode, keys[start : start + PREFS_PER_MESSAGE]
-                )
-                if tap is not None:
-                    tap(time.time_ns(), message)
-                await self._ws.send(message)
-        except ConnectionClosed as exc:
-            raise FeedConnectionError(f"paytm: socket closed ({close_reason(exc)})") from exc
+        for start in range(0, len(keys), PREFS_PER_MESSAGE):
+            message = wire.encode_preferences(action, mode, keys[start : start + PREFS_PER_MESSAGE])
+            if tap is not None:
+                tap(time.time_ns(), message)
+            await self._session.send(message)
 
     # ------------------------------------------------------------------ receiving
 
     async def receive(self) -> list[Tick]:
-        while not self._inbox and not self._pongs:
-            if self._failure is not None:
-                raise self._failure
-            self._arrived.clear()
-            await self._arrived.wait()
-        self._pongs = 0
-        frames, self._inbox = self._inbox, []
-        self._room.set()
-        return self._decode(frames)
+        return self._decode(await self._session.frames())
 
     def _decode(self, frames: list[Frame]) -> list[Tick]:
         adapter = self._adapter
@@ -295,37 +272,5 @@ class PaytmConnection(FeedConnection):
             out.extend(decoded.ticks)
         return adapter.label(out)
 
-    async def _read(self) -> None:
-        """Socket → inbox with receive times; a closed socket becomes the failure."""
-        ws = self._ws
-        try:
-            async for message in ws:
-                self._inbox.append((time.time_ns(), message))
-                self._arrived.set()
-                if len(self._inbox) >= INBOX_LIMIT:
-                    self._room.clear()
-                    await self._room.wait()
-            self._failure = FeedConnectionError(f"paytm: socket closed ({close_state(ws)})")
-        except ConnectionClosed as exc:
-            self._failure = FeedConnectionError(f"paytm: socket closed ({close_reason(exc)})")
-        except Exception as exc:  # any other socket failure ends this connection
-            self._failure = FeedConnectionError(f"paytm: socket failed: {exc!r}")
-        finally:
-            self._arrived.set()
-
-    async def _ping(self) -> None:
-        """WebSocket ping; each pong is proof of life for the heartbeat watchdog."""
-        interval = self._adapter.ping_interval
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await asyncio.sleep(interval)
-                waiter = await self._ws.ping()
-                await waiter
-                self._pongs += 1
-                self._arrived.set()
-
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._ws.close()
+        await self._session.close()

@@ -23,18 +23,22 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.uri import parse_uri
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from marketpulse.config import Settings
 from marketpulse.feeds.base import FeedAdapter, FeedConnection, FeedConnectionError
 from marketpulse.feeds.simulator.trading_calendar import session_open
-from marketpulse.feeds.websocket_close import close_reason, close_state
+from marketpulse.feeds.websocket_session import (
+    Frame,
+    WebSocketSession,
+    open_websocket,
+    require_websocket_url,
+    stamped,
+)
 from marketpulse.feeds.yahoo import wire
 from marketpulse.model import Mode, Tick
 from marketpulse.subscriptions import TrackedSymbol
@@ -43,8 +47,6 @@ log = logging.getLogger(__name__)
 
 MAX_SYMBOLS_PER_CONNECTION: Final = 100
 PING_INTERVAL: Final = 5.0
-INBOX_LIMIT: Final = 20_000
-MAX_MESSAGE_BYTES: Final = 1 << 20
 _INDIAN: Final = frozenset({"NSE", "BSE", "NSE_INDEX", "BSE_INDEX"})
 
 
@@ -64,10 +66,7 @@ class YahooAdapter(FeedAdapter):
         resubscribe_interval: float = 15.0,
         open_timeout: float = 10.0,
     ) -> None:
-        try:
-            parse_uri(ws_url)
-        except InvalidURI as exc:
-            raise ValueError(f"YAHOO_WS_URL {ws_url!r} is not a ws:// or wss:// URL") from exc
+        require_websocket_url(ws_url, "YAHOO_WS_URL")
         if not 1 <= max_instruments_per_connection <= MAX_SYMBOLS_PER_CONNECTION:
             raise ValueError(
                 f"Yahoo serves at most {MAX_SYMBOLS_PER_CONNECTION} symbols per connection"
@@ -101,20 +100,17 @@ class YahooAdapter(FeedAdapter):
 
     async def connect(self, credentials: Any) -> YahooConnection:
         del credentials  # Yahoo's streamer needs none
-        try:
-            ws = await connect(
-                self.ws_url,
-                open_timeout=self.open_timeout,
-                ping_interval=None,  # YahooConnection pings itself so pongs reach the watchdog
-                close_timeout=2.0,
-                max_size=MAX_MESSAGE_BYTES,
-            )
-        except InvalidStatus as exc:
-            raise FeedConnectionError(
+        ws = await open_websocket(
+            self.ws_url,
+            refused=lambda exc: FeedConnectionError(
                 f"yahoo: the streamer answered HTTP {exc.response.status_code}"
-            ) from None
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
-            raise FeedConnectionError(f"yahoo: cannot connect to {self.ws_url}: {exc}") from None
+            ),
+            unreachable=lambda exc: FeedConnectionError(
+                f"yahoo: cannot connect to {self.ws_url}: {exc}"
+            ),
+            open_timeout=self.open_timeout,
+            compression="deflate",  # text frames: keep the library's default
+        )
         return YahooConnection(ws, self)
 
     def market_open(self, now: float) -> bool:
@@ -149,21 +145,12 @@ class YahooConnection(FeedConnection):
     """One streamer socket: its subscriptions, a reader, a pinger and a re-subscriber."""
 
     def __init__(self, ws: ClientConnection, adapter: YahooAdapter) -> None:
-        self._ws = ws
         self._adapter = adapter
         self._symbols: dict[str, None] = {}  # subscribed, in order
-        self._inbox: list[tuple[int, str | bytes]] = []
-        self._pongs = 0
-        self._arrived = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._failure: BaseException | None = None
-        self._tasks = [
-            asyncio.create_task(self._read(), name="yahoo:reader"),
-            asyncio.create_task(self._ping(), name="yahoo:ping"),
-        ]
+        self._session = WebSocketSession(ws, "yahoo", stamped)
+        self._session.start(self._session.keep_alive(adapter.ping_interval), "ping")
         if adapter.resubscribe_interval > 0:
-            self._tasks.append(asyncio.create_task(self._resubscribe(), name="yahoo:resubscribe"))
+            self._session.start(self._resubscribe(), "resubscribe")
 
     @property
     def symbols(self) -> list[str]:
@@ -175,34 +162,20 @@ class YahooConnection(FeedConnection):
         del mode
         new = [t for t in dict.fromkeys(tokens) if t and t not in self._symbols]
         if new:
-            await self._send(wire.encode_subscribe(new))
+            await self._session.send(wire.encode_subscribe(new))
             self._symbols.update(dict.fromkeys(new))
 
     async def unsubscribe(self, tokens: Sequence[str]) -> None:
         gone = [t for t in dict.fromkeys(tokens) if t in self._symbols]
         if gone:
-            await self._send(wire.encode_unsubscribe(gone))
+            await self._session.send(wire.encode_unsubscribe(gone))
             for token in gone:
                 del self._symbols[token]
 
-    async def _send(self, text: str) -> None:
-        try:
-            await self._ws.send(text)
-        except ConnectionClosed as exc:
-            raise FeedConnectionError(f"yahoo: socket closed ({close_reason(exc)})") from exc
-
     async def receive(self) -> list[Tick]:
-        while not self._inbox and not self._pongs:
-            if self._failure is not None:
-                raise self._failure
-            self._arrived.clear()
-            await self._arrived.wait()
-        self._pongs = 0
-        frames, self._inbox = self._inbox, []
-        self._room.set()
-        return self._decode(frames)
+        return self._decode(await self._session.frames())
 
-    def _decode(self, frames: list[tuple[int, str | bytes]]) -> list[Tick]:
+    def _decode(self, frames: list[Frame]) -> list[Tick]:
         adapter = self._adapter
         tap = adapter.frame_tap
         labels = adapter.labels
@@ -221,35 +194,6 @@ class YahooConnection(FeedConnection):
                 adapter.ignored += 1
         return out
 
-    async def _read(self) -> None:
-        """Socket → inbox with receive times; a closed socket becomes the failure."""
-        ws = self._ws
-        try:
-            async for message in ws:
-                self._inbox.append((time.time_ns(), message))
-                self._arrived.set()
-                if len(self._inbox) >= INBOX_LIMIT:
-                    self._room.clear()
-                    await self._room.wait()
-            self._failure = FeedConnectionError(f"yahoo: socket closed ({close_state(ws)})")
-        except ConnectionClosed as exc:
-            self._failure = FeedConnectionError(f"yahoo: socket closed ({close_reason(exc)})")
-        except Exception as exc:  # any other socket failure ends this connection
-            self._failure = FeedConnectionError(f"yahoo: socket failed: {exc!r}")
-        finally:
-            self._arrived.set()
-
-    async def _ping(self) -> None:
-        """WebSocket ping; each pong is proof of life for the heartbeat watchdog."""
-        interval = self._adapter.ping_interval
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await asyncio.sleep(interval)
-                waiter = await self._ws.ping()
-                await waiter
-                self._pongs += 1
-                self._arrived.set()
-
     async def _resubscribe(self) -> None:
         """Re-send the whole set now and then (what yfinance's async client does every 15 s)."""
         interval = self._adapter.resubscribe_interval
@@ -257,10 +201,7 @@ class YahooConnection(FeedConnection):
             while True:
                 await asyncio.sleep(interval)
                 if self._symbols:
-                    await self._send(wire.encode_subscribe(self._symbols))
+                    await self._session.send(wire.encode_subscribe(self._symbols))
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._ws.close()
+        await self._session.close()
