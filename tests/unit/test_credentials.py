@@ -70,14 +70,17 @@ def test_with_an_encryption_key_the_file_holds_no_token_in_clear(tmp_path: Path)
 
 
 def test_a_plain_file_is_read_with_a_key_and_encrypted_by_the_next_save(tmp_path: Path) -> None:
-    CredentialStore.in_home(tmp_path, env={}).save("kite", {"access_token": "t1"}, None)
+    # Tokens long enough that random ciphertext cannot contain them by chance ("t1" once did).
+    kite = {"access_token": "plain-kite-access-token-0001"}
+    dhan = {"access_token": "plain-dhan-access-token-0002"}
+    CredentialStore.in_home(tmp_path, env={}).save("kite", kite, None)
     key = generate_key()
     store = CredentialStore.in_home(tmp_path, env={KEY_VARIABLE: key})
-    assert store.entry("kite").values == {"access_token": "t1"}
-    store.save("dhan", {"access_token": "t2"}, None)
-    assert b"t1" not in store.path.read_bytes()
-    assert store.entry("kite").values == {"access_token": "t1"}
-    assert store.entry("dhan").values == {"access_token": "t2"}
+    assert store.entry("kite").values == kite
+    store.save("dhan", dhan, None)
+    assert b"plain-kite-access-token" not in store.path.read_bytes()
+    assert store.entry("kite").values == kite
+    assert store.entry("dhan").values == dhan
 
 
 def test_an_encrypted_file_without_its_key_is_a_clear_error_and_is_kept(tmp_path: Path) -> None:
