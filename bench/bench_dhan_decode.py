@@ -17,6 +17,10 @@ Two more rows per case show where the ceiling is, both against the same SDK time
 * ``scale: struct.unpack_from alone`` is the one C call that unpacks the packet's layout, for
   comparison with both.
 
+``decode_message`` is the compiled decoder of :mod:`marketpulse.native` when it is built, the
+pure-Python one otherwise or with ``MARKETPULSE_NATIVE=0``; its row says which one ran
+("(compiled)" or "(pure Python)"), so that runs of both can be put side by side.
+
     python bench/bench_dhan_decode.py      # or: python -m bench dhan_decode
 """
 
@@ -103,6 +107,9 @@ def measure_sdk(all_cases: dict[str, list[bytes]]) -> dict[str, tuple[float, int
         os.unlink(handle.name)
     return {name: (ns, packets) for name, (ns, packets) in json.loads(out.stdout).items()}
 
+
+DECODER = "pure Python" if wire.decode_message is wire._decode_message else "compiled"
+"""Which ``decode_message`` this process runs (see :mod:`marketpulse.native`)."""
 
 _RINT = 6755399441055744.0  # 1.5 * 2**52: (y + _RINT) - _RINT is round-half-even for |y| < 2**51
 _LAYOUT = {"full": wire._FULL, "quote": wire._QUOTE, "ltp": wire._TICKER}
@@ -217,7 +224,8 @@ def run() -> list[Result]:
                 decode_message(frame, TS_RECV)
 
         ours = measure(decode_all, ops_per_call=len(frames))
-        rows.append(result(f"decode {name}: marketpulse decode_message", ours, reference))
+        ours_name = f"decode {name}: marketpulse decode_message ({DECODER})"
+        rows.append(result(ours_name, ours, reference))
 
         mode = name.split()[0]
         expected = [d.ticks[0] for d in decoded]
