@@ -7,7 +7,8 @@ and mixed kinds) and single-packet messages. The reference is ``KiteTicker._pars
 group), else of ``/tmp/kiteref/bin/python`` (``python3 -m venv /tmp/kiteref &&
 /tmp/kiteref/bin/pip install kiteconnect==5.2.2``), timed by the same :func:`bench.measure`.
 Without any of them only our numbers are reported. ``ns/op`` is per packet; the encoder (what
-the emulator pays) is measured too.
+the emulator pays) is measured too. Row names say which decoder ran: the compiled one
+(``marketpulse.native._kite``, when built) or the pure-Python one (``MARKETPULSE_NATIVE=0``).
 
     python bench/bench_kite_decode.py      # or: python -m bench kite_decode
 """
@@ -28,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import Result, measure, result
+from marketpulse.feeds.kite import wire
 from marketpulse.feeds.kite.wire import decode_frame, encode_frame
 from marketpulse.model import DepthLevel, Tick
 
@@ -164,6 +166,11 @@ def measure_sdk(all_cases: dict[str, list[bytes]]) -> dict[str, tuple[float, int
     return {name: (ns, packets) for name, (ns, packets) in json.loads(out.stdout).items()}
 
 
+def decoder() -> str:
+    """Which ``decode_frame`` this process runs, for the row names."""
+    return "pure Python" if wire.decode_frame is wire._decode_frame_python else "compiled"
+
+
 def run() -> list[Result]:
     all_cases = cases()
     sdk = measure_sdk(all_cases)
@@ -184,7 +191,9 @@ def run() -> list[Result]:
                 decode_frame(frame, TS_RECV)
 
         ours = measure(decode_all, ops_per_call=packets)
-        rows.append(result(f"decode {name}: marketpulse decode_frame", ours, reference))
+        rows.append(
+            result(f"decode {name}: marketpulse decode_frame ({decoder()})", ours, reference)
+        )
     full = [d.ticks for d in (decode_frame(f, TS_RECV) for f in all_cases["full x50/msg"])]
     rows.append(
         result(
