@@ -3,9 +3,11 @@
 ``python -m marketpulse.loadtest.clients --url ws://… --channels spec.json --out result.json``
 opens one connection per entry of ``spec.json`` (a list of channel lists), subscribes each to
 its channels, prints ``READY`` once every subscription is acknowledged, then counts ``data``
-messages. Latency is ``time.time_ns()`` at receipt minus the tick's ``ts_recv`` (stamped by the
-feed when the frame arrived; same machine, same clock), read with a regex instead of a JSON
-parse so the clients stay cheap. ``stop`` on standard input (or EOF) ends the run once no
+messages. Latency is ``time.time_ns()`` when the message's bytes arrived minus the tick's
+``ts_recv`` (stamped by the feed when the frame arrived; same machine, same clock), read with a
+regex instead of a JSON parse. The connections are :mod:`lean_websocket`'s, which parse frames
+in ``data_received``: the clients share the cores with the service they measure, so they must
+stay cheap. ``stop`` on standard input (or EOF) ends the run once no
 message has arrived for ``--quiet`` seconds; with ``--until-end`` each client ends at the text
 ``END`` instead (the bare-broadcast ceiling). Results: ``out`` (JSON) and ``out.lat`` (signed
 64-bit nanosecond latencies, native order).
@@ -22,12 +24,12 @@ import json
 import re
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from marketpulse.loadtest.lean_websocket import LeanWebSocket, connect
 
 _TS_RECV = re.compile(r'"ts_recv":(\d+)')
 _DATA_PREFIX = '{"message_type":"data"'
@@ -66,60 +68,30 @@ class Worker:
         tally = self.tallies[index]
         wanted = self.channels[index]
         counted = False
-        try:
-            async with connect(
-                self.url, max_size=None, ping_interval=None, open_timeout=60,
-                compression="deflate" if self.deflate else None,
-            ) as ws:  # fmt: skip
-                await self._subscribe(ws, wanted)
-                counted = True
-                self._count_subscribed()
-                await self._receive(ws, tally, until_end)
-                if not tally.end_ns:  # the server closed cleanly (1000/1001)
-                    tally.closed = f"closed {ws.close_code}: {ws.close_reason or ''}"
-        except ConnectionClosed as exc:
-            tally.closed = f"closed {exc.rcvd.code if exc.rcvd else 'abnormally'}" + (
-                f": {exc.rcvd.reason}" if exc.rcvd and exc.rcvd.reason else ""
-            )
-        except OSError as exc:
-            tally.closed = f"connect failed: {exc}"
-        finally:
-            if tally.closed is not None:
-                tally.closed_ns = time.time_ns()
-            if not counted:  # a client that never subscribed must not hold up READY
-                self._count_subscribed()
-
-    async def _subscribe(self, ws: ClientConnection, wanted: list[str]) -> None:
-        for channel in wanted:
-            await ws.send(json.dumps({"message_type": "subscribe", "channel": channel}))
-        acknowledged = 0
-        while acknowledged < len(wanted):
-            message = await ws.recv()
-            if isinstance(message, str) and "subscribed to" in message:
-                acknowledged += 1
-
-    def _count_subscribed(self) -> None:
-        self._subscribed += 1
-        if self._subscribed >= len(self.channels):
-            self.ready.set()
-
-    async def _receive(self, ws: ClientConnection, tally: ClientTally, until_end: bool) -> None:
+        acknowledged = asyncio.Event()
+        ended = asyncio.Event()
+        pending_acks = len(wanted)
         latencies = self.latencies
         timeline = self.timeline
         find_all = _TS_RECV.findall
-        async for message in ws:
-            now = time.time_ns()
-            if not isinstance(message, str):
-                continue
+
+        def on_text(message: str, now: int) -> None:
+            nonlocal pending_acks
             if message.startswith(_DATA_PREFIX):
                 count = 1
             elif message.startswith(_BATCH_PREFIX):
                 count = message.count(_DATA_PREFIX)  # every data message of the frame
             else:
-                if until_end and message == END:
+                if pending_acks and "subscribed to" in message:
+                    pending_acks -= 1
+                    if not pending_acks:
+                        acknowledged.set()
+                elif until_end and message == END:
                     tally.end_ns = now
-                    return
-                continue
+                    ended.set()
+                return
+            if pending_acks:  # data before every subscription is acknowledged is not counted
+                return
             tally.received += count
             if not tally.first_ns:
                 tally.first_ns = now
@@ -129,6 +101,38 @@ class Worker:
             for stamp in find_all(message):
                 latencies.append(now - int(stamp))
             self.last_message = time.monotonic()
+
+        ws: LeanWebSocket | None = None
+        try:
+            ws = await connect(self.url, on_text, deflate=self.deflate)
+            for channel in wanted:
+                ws.send_text(json.dumps({"message_type": "subscribe", "channel": channel}))
+            if wanted:
+                await _first(acknowledged.wait(), ws.wait_closed())
+            if ws.closed.done():
+                raise ConnectionError("closed before every subscription was acknowledged")
+            counted = True
+            self._count_subscribed()
+            await _first(ended.wait(), ws.wait_closed())
+            if not tally.end_ns:  # the server closed
+                code = ws.close_code
+                tally.closed = f"closed {code if code is not None else 'abnormally'}" + (
+                    f": {ws.close_reason}" if ws.close_reason else ""
+                )
+        except OSError as exc:
+            tally.closed = f"connect failed: {exc}"
+        finally:
+            if ws is not None:
+                ws.close()
+            if tally.closed is not None:
+                tally.closed_ns = time.time_ns()
+            if not counted:  # a client that never subscribed must not hold up READY
+                self._count_subscribed()
+
+    def _count_subscribed(self) -> None:
+        self._subscribed += 1
+        if self._subscribed >= len(self.channels):
+            self.ready.set()
 
     async def run(self, until_end: bool, quiet: float) -> None:
         tasks = [
@@ -151,6 +155,16 @@ class Worker:
             "clients": [asdict(t) for t in self.tallies],
             "timeline": {str(k): v for k, v in sorted(self.timeline.items())},
         }
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    """Return when the first of ``waits`` is done; cancel the rest."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _wait_for_stop() -> None:
