@@ -8,10 +8,12 @@ below, so the service can report them and run its circuit breaker without knowin
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol, cast
 
 from marketpulse.config import Settings
-from marketpulse.feeds.base import FeedError
+from marketpulse.feeds.base import FeedConnectionError, FeedError
 from marketpulse.model import Tick
 from marketpulse.subscriptions import TrackedSymbol
 
@@ -28,6 +30,32 @@ class QuoteRateLimitedError(FeedError):
 class QuoteProviderDownError(FeedError):
     """The provider could not answer (connection refused, timeout, HTTP 5xx) after its own
     retries; the service counts these towards the provider's circuit breaker."""
+
+
+class _HttpStatusError(Protocol):
+    status: int
+
+
+@contextmanager
+def http_quote_errors(api_error: type[FeedError]) -> Iterator[None]:
+    """Map a REST client's failures onto the quote errors, for clients that keep the HTTP status.
+
+    ``api_error`` is the client's error class and must carry the answer's HTTP ``status``: 429
+    becomes :class:`QuoteRateLimitedError`, 5xx and :class:`~marketpulse.feeds.base.
+    FeedConnectionError` (unreachable after the client's retries) :class:`QuoteProviderDownError`;
+    any other refusal (a bad instrument, an auth error) propagates as it is.
+    """
+    try:
+        yield
+    except FeedConnectionError as exc:
+        raise QuoteProviderDownError(str(exc)) from exc
+    except api_error as exc:
+        status = cast("_HttpStatusError", exc).status
+        if status == 429:
+            raise QuoteRateLimitedError(str(exc)) from exc
+        if status >= 500:
+            raise QuoteProviderDownError(str(exc)) from exc
+        raise
 
 
 QuoteFetcher = Callable[[Settings, Sequence[TrackedSymbol]], Awaitable[list[Tick]]]

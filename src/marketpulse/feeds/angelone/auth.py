@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time as clock
-from datetime import datetime, time
+from datetime import time
 from typing import Annotated
 
 import msgspec
@@ -21,6 +21,7 @@ from rich.console import Console
 
 from marketpulse.config import Settings
 from marketpulse.credentials import CredentialStore
+from marketpulse.feeds import login_flow
 from marketpulse.feeds.angelone.rest import (
     LOGIN_PATH,
     REFRESH_PATH,
@@ -37,7 +38,6 @@ from marketpulse.feeds.angelone.session import (
     session_expiry,
 )
 from marketpulse.feeds.base import FeedError
-from marketpulse.feeds.simulator.trading_calendar import IST
 
 _HINTS = {
     "AB1007": "check the client code and PIN",
@@ -195,12 +195,8 @@ def login_cli(
     settings = Settings()
     store = CredentialStore.in_home(settings.marketpulse_home)
     saved = store.get(PROVIDER, {**SESSION_ENV, **REFRESH_ENV})
-    api_key = api_key or saved.get("api_key")
-    client_code = client_code or saved.get("client_code")
-    if not api_key:
-        api_key = typer.prompt("SmartAPI app key")
-    if not client_code:
-        client_code = typer.prompt("Client code")
+    api_key = login_flow.given_or_prompt("SmartAPI app key", api_key, saved.get("api_key"))
+    client_code = login_flow.given_or_prompt("Client code", client_code, saved.get("client_code"))
     try:
         if refresh:
             refresh_token, jwt = saved.get("refresh_token"), saved.get("jwt_token")
@@ -209,17 +205,18 @@ def login_cli(
             request = _run(settings, store, api_key, client_code, refresh_token=refresh_token,
                            jwt=jwt, cutoff=cutoff)  # fmt: skip
         else:
-            pin = pin or typer.prompt("PIN", hide_input=True)
-            code = totp or totp_now(totp_secret or typer.prompt("TOTP secret", hide_input=True))
+            pin = login_flow.given_or_prompt("PIN", pin, hide_input=True)
+            code = totp or totp_now(
+                login_flow.given_or_prompt("TOTP secret", totp_secret, hide_input=True)
+            )
             request = _run(settings, store, api_key, client_code, pin=pin, totp=code,
                            cutoff=cutoff)  # fmt: skip
         expires_at = asyncio.run(request)
     except (FeedError, OSError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    until = datetime.fromtimestamp(expires_at, IST).strftime("%Y-%m-%d %H:%M IST")
     console.print(
         f"angelone: {'session renewed' if refresh else 'logged in'} as {client_code}; "
-        f"tokens saved to {store.path} (valid until {until})",
+        f"tokens saved to {store.path} (valid until {login_flow.expiry_text(expires_at)})",
         highlight=False,
     )

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from marketpulse.config import Settings
 from marketpulse.credentials import CredentialStore, jwt_claims
+from marketpulse.feeds import login_flow
 from marketpulse.feeds.dhan.credentials import PROVIDER
-from marketpulse.feeds.simulator.trading_calendar import IST
 
 console = Console(stderr=True)
 
@@ -47,15 +44,11 @@ def login_cli(
 ) -> None:
     """Save a Dhan client id and access token (generate the token on web.dhan.co → Profile →
     Access DhanHQ APIs); the token's expiry is read from it."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        console.print(f"[bold red]error:[/] invalid settings: {exc}")
-        raise typer.Exit(1) from exc
-    cid = client_id or os.environ.get("DHAN_CLIENT_ID") or typer.prompt("Dhan client id")
-    token = access_token or os.environ.get("DHAN_ACCESS_TOKEN") or ""
-    if not token:
-        token = typer.prompt("Dhan access token", hide_input=True)
+    settings = login_flow.load_settings(console)
+    cid = login_flow.given_or_prompt("Dhan client id", client_id, os.environ.get("DHAN_CLIENT_ID"))
+    token = login_flow.given_or_prompt(
+        "Dhan access token", access_token, os.environ.get("DHAN_ACCESS_TOKEN"), hide_input=True
+    )
     claims = jwt_claims(token)
     owner = claims.get("dhanClientId")
     if owner is not None and str(owner) != cid:
@@ -69,10 +62,10 @@ def login_cli(
         )
         raise typer.Exit(1)
     store = CredentialStore.in_home(settings.marketpulse_home)
-    try:
-        store.save(PROVIDER, {"client_id": cid, "access_token": token}, expires_at)
-    except OSError as exc:
-        console.print(f"[bold red]error:[/] cannot save the credentials to {store.path}: {exc}")
-        raise typer.Exit(1) from exc
-    until = datetime.fromtimestamp(expires_at, IST).strftime("%Y-%m-%d %H:%M IST")
-    console.print(f"Dhan credentials for client {cid} saved to {store.path} (valid until {until}).")
+    login_flow.save_or_exit(
+        console, store, PROVIDER, {"client_id": cid, "access_token": token}, expires_at
+    )
+    console.print(
+        f"Dhan credentials for client {cid} saved to {store.path} "
+        f"(valid until {login_flow.expiry_text(expires_at)})."
+    )

@@ -13,20 +13,17 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import msgspec
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from marketpulse.config import Settings
 from marketpulse.credentials import CredentialsError, CredentialStore
+from marketpulse.feeds import login_flow
 from marketpulse.feeds.fyers.credentials import PROVIDER, token_claims
-from marketpulse.feeds.simulator.trading_calendar import IST
 
 console = Console(stderr=True, highlight=False)
 
@@ -100,13 +97,10 @@ def exchange_auth_code(
     url = f"{api_url.rstrip('/')}/api/v3/validate-authcode"
     body = {"grant_type": "authorization_code", "appIdHash": app_id_hash(app_id, secret),
             "code": auth_code}  # fmt: skip
-    try:
-        with httpx.Client(timeout=timeout, transport=transport) as client:
-            response = client.post(url, json=body)
-    except httpx.TransportError as exc:
-        raise FyersLoginError(
-            f"cannot reach {url} ({exc!r}); check the network connection (and FYERS_API_URL)"
-        ) from exc
+    response = login_flow.post_for_tokens(
+        url, error=FyersLoginError, url_setting="FYERS_API_URL", timeout=timeout,
+        transport=transport, json=body,
+    )  # fmt: skip
     try:
         reply = msgspec.json.decode(response.content, type=_TokenReply)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -150,48 +144,28 @@ def login_cli(
     Prints the login URL; open it, log in, and paste the address Fyers redirects your browser
     to (or just its auth_code). The token is saved under MARKETPULSE_HOME with mode 0600.
     """
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        console.print(f"[bold red]error:[/] invalid settings: {exc}")
-        raise typer.Exit(1) from exc
+    settings = login_flow.load_settings(console)
     store = CredentialStore.in_home(settings.marketpulse_home)
     saved = store.get(PROVIDER, {"app_id": "FYERS_APP_ID"})
-    app = app_id or saved.get("app_id") or typer.prompt("Fyers app id")
-    key = secret or os.environ.get("FYERS_SECRET_KEY") or ""
-    if not key:
-        key = typer.prompt("Fyers secret key", hide_input=True)
+    app = login_flow.given_or_prompt("Fyers app id", app_id, saved.get("app_id"))
+    key = login_flow.given_or_prompt(
+        "Fyers secret key", secret, os.environ.get("FYERS_SECRET_KEY"), hide_input=True
+    )
     url = login_url(settings.fyers_api_url, app, settings.fyers_redirect_uri, secrets.token_hex(8))
-    console.print(f"Fyers login page:\n  {url}", soft_wrap=True)
-    raw = auth_code or os.environ.get("FYERS_AUTH_CODE") or ""
-    if not raw:
-        console.print("Open it, log in, then paste the address Fyers redirects your browser to.")
-        raw = typer.prompt("Redirect URL or auth_code")
-    try:
+    raw = login_flow.ask_for_redirect(
+        console, "Fyers", url, auth_code or os.environ.get("FYERS_AUTH_CODE"),
+        hint="Open it, log in, then paste the address Fyers redirects your browser to.",
+        prompt="Redirect URL or auth_code",
+    )  # fmt: skip
+    with login_flow.exit_on(console, FyersLoginError):
         session = exchange_auth_code(settings.fyers_api_url, app, key, extract_auth_code(raw))
-    except FyersLoginError as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from exc
     values = {"app_id": session.app_id, "access_token": session.access_token}
     if session.refresh_token:
         values["refresh_token"] = session.refresh_token
-    try:
-        store.save(PROVIDER, values, session.expires_at)
-    except OSError as exc:
-        console.print(f"[bold red]error:[/] cannot save the credentials to {store.path}: {exc}")
-        raise typer.Exit(1) from exc
-    until = (
-        datetime.fromtimestamp(session.expires_at, IST).strftime("%Y-%m-%d %H:%M IST")
-        if session.expires_at
-        else "unknown"
-    )
+    login_flow.save_or_exit(console, store, PROVIDER, values, session.expires_at)
     console.print(
         f"Logged in to Fyers app {session.app_id}; access token saved to {store.path} "
-        f"(valid until {until}).",
+        f"(valid until {login_flow.expiry_text(session.expires_at or None)}).",
         soft_wrap=True,
     )
-    if os.environ.get("FYERS_ACCESS_TOKEN"):
-        console.print(
-            "[yellow]note:[/] FYERS_ACCESS_TOKEN is set in the environment and overrides the "
-            "saved token; unset it to use this login."
-        )
+    login_flow.note_env_overrides(console, ["FYERS_ACCESS_TOKEN"])

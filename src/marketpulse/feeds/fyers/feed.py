@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from marketpulse.config import Settings
-from marketpulse.feeds.base import FeedAdapter, FeedConnectionError, FeedError
+from marketpulse.feeds.base import FeedAdapter, FeedError
 from marketpulse.feeds.fyers import wire
 from marketpulse.feeds.fyers.client import FyersAdapter
 from marketpulse.feeds.fyers.instruments import parse_master
@@ -27,7 +27,7 @@ from marketpulse.feeds.fyers.rest import (
 )
 from marketpulse.feeds.history import HistoryRequest, HistoryUnavailableError
 from marketpulse.feeds.http import download
-from marketpulse.feeds.quotes import QuoteProviderDownError, QuoteRateLimitedError
+from marketpulse.feeds.quotes import http_quote_errors
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, ParsedMaster, Progress
@@ -104,17 +104,9 @@ async def history(settings: Settings, request: HistoryRequest) -> AsyncIterator[
 async def quotes(settings: Settings, instruments: Sequence[TrackedSymbol]) -> list[Tick]:
     """``/data/quotes`` for Fyers tickers (``NSE:SBIN-EQ``), 50 a request."""
     by_ticker = {i.token: i for i in instruments}
-    try:
+    with http_quote_errors(FyersApiError):
         async with FyersRestClient.from_settings(settings) as client:
             answered = await client.quotes(list(by_ticker))
-    except FeedConnectionError as exc:
-        raise QuoteProviderDownError(str(exc)) from exc
-    except FyersApiError as exc:
-        if exc.status == 429:
-            raise QuoteRateLimitedError(str(exc)) from exc
-        if exc.status >= 500:
-            raise QuoteProviderDownError(str(exc)) from exc
-        raise
     now = time.time_ns()
     ticks = []
     for quote in answered:

@@ -23,11 +23,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import msgspec
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from marketpulse.config import Settings
 from marketpulse.credentials import CredentialStore
+from marketpulse.feeds import login_flow
 from marketpulse.feeds.kite.credentials import PROVIDER
 from marketpulse.feeds.simulator.trading_calendar import IST
 
@@ -132,13 +131,10 @@ def exchange_request_token(
         "request_token": request_token,
         "checksum": checksum(api_key, request_token, api_secret),
     }
-    try:
-        with httpx.Client(timeout=timeout, transport=transport) as client:
-            response = client.post(url, data=form, headers={"X-Kite-Version": "3"})
-    except httpx.TransportError as exc:
-        raise KiteLoginError(
-            f"cannot reach {url} ({exc!r}); check the network connection (and KITE_API_URL)"
-        ) from exc
+    response = login_flow.post_for_tokens(
+        url, error=KiteLoginError, url_setting="KITE_API_URL", timeout=timeout, transport=transport,
+        data=form, headers={"X-Kite-Version": "3"},
+    )  # fmt: skip
     try:
         reply = msgspec.json.decode(response.content, type=_SessionReply)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -185,51 +181,34 @@ def login_cli(
     Prints the login URL; open it, log in, and paste the address Kite redirects your browser to
     (or just its request_token). The token is saved under MARKETPULSE_HOME with mode 0600.
     """
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        console.print(f"[bold red]error:[/] invalid settings: {exc}")
-        raise typer.Exit(1) from exc
+    settings = login_flow.load_settings(console)
     store = CredentialStore.in_home(settings.marketpulse_home)
     saved = store.get(PROVIDER, {"api_key": "KITE_API_KEY"})
-    key = api_key or saved.get("api_key") or typer.prompt("Kite api_key")
-    secret = api_secret or os.environ.get("KITE_API_SECRET") or ""
-    if not secret:
-        secret = typer.prompt("Kite api_secret", hide_input=True)
-    console.print(f"Kite login page:\n  {login_url(settings.kite_login_url, key)}", soft_wrap=True)
-    raw = request_token or os.environ.get("KITE_REQUEST_TOKEN") or ""
-    if not raw:
-        console.print(
-            "Open it, log in, then paste the address Kite redirects your browser to (or just "
-            "its request_token)."
-        )
-        raw = typer.prompt("Redirect URL or request_token")
-    try:
+    key = login_flow.given_or_prompt("Kite api_key", api_key, saved.get("api_key"))
+    secret = login_flow.given_or_prompt(
+        "Kite api_secret", api_secret, os.environ.get("KITE_API_SECRET"), hide_input=True
+    )
+    raw = login_flow.ask_for_redirect(
+        console, "Kite", login_url(settings.kite_login_url, key),
+        request_token or os.environ.get("KITE_REQUEST_TOKEN"),
+        hint="Open it, log in, then paste the address Kite redirects your browser to (or just "
+        "its request_token).",
+        prompt="Redirect URL or request_token",
+    )  # fmt: skip
+    with login_flow.exit_on(console, KiteLoginError):
         session = exchange_request_token(
             settings.kite_api_url, key, extract_request_token(raw), secret
         )
-    except KiteLoginError as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from exc
     expires_at = token_expiry(time.time())
     values = {"api_key": session.api_key, "access_token": session.access_token}
     if session.user_id:
         values["user_id"] = session.user_id
     if session.public_token:
         values["public_token"] = session.public_token
-    try:
-        store.save(PROVIDER, values, expires_at)
-    except OSError as exc:
-        console.print(f"[bold red]error:[/] cannot save the credentials to {store.path}: {exc}")
-        raise typer.Exit(1) from exc
-    until = datetime.fromtimestamp(expires_at, IST).strftime("%Y-%m-%d %H:%M IST")
+    login_flow.save_or_exit(console, store, PROVIDER, values, expires_at)
     console.print(
         f"Logged in to Kite as {session.user_id or 'unknown user'}; access token saved to "
-        f"{store.path} (valid until {until}).",
+        f"{store.path} (valid until {login_flow.expiry_text(expires_at)}).",
         soft_wrap=True,
     )
-    if os.environ.get("KITE_ACCESS_TOKEN"):
-        console.print(
-            "[yellow]note:[/] KITE_ACCESS_TOKEN is set in the environment and overrides the "
-            "saved token; unset it to use this login."
-        )
+    login_flow.note_env_overrides(console, ["KITE_ACCESS_TOKEN"])

@@ -16,13 +16,13 @@ from typing import Final
 import msgspec
 
 from marketpulse.config import Settings
-from marketpulse.feeds.base import FeedAdapter, FeedConnectionError, FeedError
+from marketpulse.feeds.base import FeedAdapter, FeedError
 from marketpulse.feeds.history import HistoryRequest, HistoryUnavailableError
 from marketpulse.feeds.kite.client import KiteAdapter
 from marketpulse.feeds.kite.instruments import parse_instruments
 from marketpulse.feeds.kite.rest import KiteApiError, KiteRestClient, historical_chunks
 from marketpulse.feeds.kite.wire import decode_frame, segment_of
-from marketpulse.feeds.quotes import QuoteProviderDownError, QuoteRateLimitedError
+from marketpulse.feeds.quotes import http_quote_errors
 from marketpulse.feeds.registry import FeedSpec, Resolver
 from marketpulse.model import Candle, Tick
 from marketpulse.store.instruments import InstrumentRecord, Progress
@@ -109,17 +109,9 @@ async def quotes(settings: Settings, instruments: Sequence[TrackedSymbol]) -> li
     for instrument in instruments:
         name = instrument.broker_symbol or instrument.symbol.rpartition(".")[0]
         by_key[f"{instrument.exchange.removesuffix('_INDEX')}:{name}"] = instrument
-    try:
+    with http_quote_errors(KiteApiError):
         async with KiteRestClient.from_settings(settings) as client:
             answered = await client.quote(list(by_key))
-    except FeedConnectionError as exc:
-        raise QuoteProviderDownError(str(exc)) from exc
-    except KiteApiError as exc:
-        if exc.status == 429:
-            raise QuoteRateLimitedError(str(exc)) from exc
-        if exc.status >= 500:
-            raise QuoteProviderDownError(str(exc)) from exc
-        raise
     now = time.time_ns()
     ticks = []
     for key, quote in answered.items():

@@ -22,11 +22,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from marketpulse.config import Settings
 from marketpulse.credentials import CredentialStore, jwt_claims
+from marketpulse.feeds import login_flow
 from marketpulse.feeds.paytm.credentials import PROVIDER
 from marketpulse.feeds.simulator.trading_calendar import IST
 
@@ -128,13 +127,10 @@ def exchange_request_token(
     """``POST /accounts/v2/gettoken``; :class:`PaytmLoginError` carries Paytm's message."""
     url = api_url.rstrip("/") + GETTOKEN_PATH
     body = {"api_key": api_key, "api_secret_key": api_secret, "request_token": request_token}
-    try:
-        with httpx.Client(timeout=timeout, transport=transport) as client:
-            response = client.post(url, json=body)
-    except httpx.TransportError as exc:
-        raise PaytmLoginError(
-            f"cannot reach {url} ({exc!r}); check the network connection (and PAYTM_API_URL)"
-        ) from exc
+    response = login_flow.post_for_tokens(
+        url, error=PaytmLoginError, url_setting="PAYTM_API_URL", timeout=timeout,
+        transport=transport, json=body,
+    )  # fmt: skip
     if response.status_code != 200:
         raise PaytmLoginError(
             f"Paytm Money refused the login (HTTP {response.status_code}: "
@@ -187,56 +183,34 @@ def login_cli(
     Prints the login URL; open it, log in, and paste the address Paytm Money redirects your
     browser to (or just its requestToken). Tokens are saved under MARKETPULSE_HOME, mode 0600.
     """
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        console.print(f"[bold red]error:[/] invalid settings: {exc}")
-        raise typer.Exit(1) from exc
+    settings = login_flow.load_settings(console)
     store = CredentialStore.in_home(settings.marketpulse_home)
     saved = store.get(PROVIDER, {"api_key": "PAYTM_API_KEY"})
-    key = api_key or saved.get("api_key") or typer.prompt("Paytm Money api key")
-    secret = api_secret or os.environ.get("PAYTM_API_SECRET") or ""
-    if not secret:
-        secret = typer.prompt("Paytm Money api secret", hide_input=True)
-    state = secrets.token_hex(8)
-    console.print(
-        f"Paytm Money login page:\n  {login_url(settings.paytm_login_url, key, state)}",
-        soft_wrap=True,
+    key = login_flow.given_or_prompt("Paytm Money api key", api_key, saved.get("api_key"))
+    secret = login_flow.given_or_prompt(
+        "Paytm Money api secret", api_secret, os.environ.get("PAYTM_API_SECRET"), hide_input=True
     )
-    raw = request_token or ""
-    if not raw:
-        console.print(
-            "Open it, log in, then paste the address Paytm Money redirects your browser to (or "
-            "just its requestToken)."
-        )
-        raw = typer.prompt("Redirect URL or requestToken")
-    try:
+    state = secrets.token_hex(8)
+    raw = login_flow.ask_for_redirect(
+        console, "Paytm Money", login_url(settings.paytm_login_url, key, state), request_token,
+        hint="Open it, log in, then paste the address Paytm Money redirects your browser to (or "
+        "just its requestToken).",
+        prompt="Redirect URL or requestToken",
+    )  # fmt: skip
+    with login_flow.exit_on(console, PaytmLoginError):
         # A token given on the command line came from an earlier URL: its state cannot match.
         token = extract_request_token(raw, None if request_token else state)
         session = exchange_request_token(settings.paytm_api_url, key, secret, token)
-    except PaytmLoginError as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from exc
     now = time.time()
     expires_at = token_expiry(session.public_access_token, now)
     values = {"api_key": key, "access_token": session.access_token,
               "public_access_token": session.public_access_token}  # fmt: skip
     if session.read_access_token:
         values["read_access_token"] = session.read_access_token
-    try:
-        store.save(PROVIDER, values, expires_at)
-    except OSError as exc:
-        console.print(f"[bold red]error:[/] cannot save the credentials to {store.path}: {exc}")
-        raise typer.Exit(1) from exc
-    until = datetime.fromtimestamp(expires_at, IST).strftime("%Y-%m-%d %H:%M:%S IST")
+    login_flow.save_or_exit(console, store, PROVIDER, values, expires_at)
     console.print(
-        f"Logged in to Paytm Money; tokens saved to {store.path} (valid until {until}).",
+        f"Logged in to Paytm Money; tokens saved to {store.path} "
+        f"(valid until {login_flow.expiry_text(expires_at, seconds=True)}).",
         soft_wrap=True,
     )
-    names = ("PAYTM_ACCESS_TOKEN", "PAYTM_PUBLIC_ACCESS_TOKEN")
-    overriding = [name for name in names if os.environ.get(name)]
-    if overriding:
-        console.print(
-            f"[yellow]note:[/] {', '.join(overriding)} set in the environment override the saved "
-            "tokens; unset them to use this login."
-        )
+    login_flow.note_env_overrides(console, ["PAYTM_ACCESS_TOKEN", "PAYTM_PUBLIC_ACCESS_TOKEN"])
