@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from marketpulse import event_loop
 from marketpulse.accounts.cli import users_app
 from marketpulse.config import Settings
 from marketpulse.loadtest.cli import bench_app
@@ -108,7 +109,7 @@ def _run(settings: Settings, roles: frozenset[Any], *, banner: bool) -> None:
         from marketpulse.feeds.base import FeedError
 
         try:
-            asyncio.run(serve(resolved, roles, on_ready=ready))
+            event_loop.run(serve(resolved, roles, on_ready=ready), resolved.event_loop)
         except (OSError, RuntimeError, FeedError, LookupError, ValueError) as exc:
             # Configuration problems (no SUBSCRIBE, unknown symbols, bad credentials) end here
             # with their own message rather than a traceback.

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from marketpulse.event_loop import EventLoopChoice
+
 
 def redact_url(url: str) -> str:
     """A server URL with its password hidden, for logs and error messages."""
@@ -155,6 +157,11 @@ class Settings(BaseSettings):
         False,
         description="accept WebSocket permessage-deflate; off: every message would be "
         "compressed once per client, and tick JSON is small (CPU matters more than bytes)",
+    )
+    event_loop: EventLoopChoice = Field(
+        "auto",
+        description="event loop of `marketpulse serve`/`demo`: auto = uvloop when installed "
+        "(it comes with uvicorn[standard] on Linux and macOS), else asyncio's",
     )
 
     # --- Redis data plane

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from marketpulse import event_loop
 from marketpulse.loadtest.lean_websocket import LeanWebSocket, connect
 
 _TS_RECV = re.compile(r'"ts_recv":(\d+)')
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     worker = Worker(args.url, channels, deflate=not args.no_deflate)
     with contextlib.suppress(KeyboardInterrupt):
         gc.freeze()  # the measuring tool should not add collector pauses to what it measures
-        asyncio.run(worker.run(args.until_end, args.quiet))
+        event_loop.run(worker.run(args.until_end, args.quiet))
     args.out.with_suffix(".lat").write_bytes(worker.latencies.tobytes())
     args.out.write_text(json.dumps(worker.result()))
 
