@@ -33,8 +33,12 @@ def enabled() -> bool:
 
 
 def source_digest(name: str) -> str:
-    """SHA-256 (hex) of the C source of module ``name``, as the build stamps it."""
-    return hashlib.sha256((SOURCES / f"{name}.c").read_bytes()).hexdigest()
+    """SHA-256 (hex) of the C source of module ``name`` and of the headers every module
+    includes, as the build stamps it: editing either makes the compiled module stale."""
+    digest = hashlib.sha256((SOURCES / f"{name}.c").read_bytes())
+    for header in sorted(SOURCES.glob("*.h")):
+        digest.update(header.read_bytes())
+    return digest.hexdigest()
 
 
 def load(name: str) -> ModuleType | None:

@@ -7,15 +7,10 @@
  * Every float is computed with the same IEEE operations CPython uses for the Python
  * expressions (built with -ffp-contract=off), and tests check the two bit for bit.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
+#include "decoder.h"
 
-#ifndef SOURCE_SHA256
-#define SOURCE_SHA256 ""
-#endif
+#include <math.h>
+
 
 #define SNAP_LENGTH 379
 #define TICK_ARGS 29
@@ -99,12 +94,7 @@ levels(const unsigned char *first, long div)
         const unsigned char *p = first + 20 * i;
         PyObject *args[3] = {divide(i64(p + 10), div), PyLong_FromLongLong(i64(p + 2)),
                              PyLong_FromLong((long)u16(p + 18))};
-        PyObject *level = NULL;
-        if (args[0] != NULL && args[1] != NULL && args[2] != NULL)
-            level = PyObject_Vectorcall(state.depth, args, 3, NULL);
-        Py_XDECREF(args[0]);
-        Py_XDECREF(args[1]);
-        Py_XDECREF(args[2]);
+        PyObject *level = call_releasing(state.depth, args, 3);
         if (level == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -216,15 +206,7 @@ snap(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     a[27] = levels(buf + 147, div);
     a[28] = levels(buf + 247, div);
 
-    PyObject *tick = NULL;
-    int complete = 1;
-    for (int i = 0; i < TICK_ARGS; i++)
-        complete &= a[i] != NULL;
-    if (complete)
-        tick = PyObject_Vectorcall(state.tick, a, TICK_ARGS, NULL);
-    for (int i = 0; i < TICK_ARGS; i++)
-        Py_XDECREF(a[i]);
-    return tick;
+    return call_releasing(state.tick, a, TICK_ARGS);
 }
 
 static PyObject *
@@ -259,8 +241,5 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__angelone(void)
 {
-    PyObject *module = PyModule_Create(&module_def);
-    if (module != NULL && PyModule_AddStringConstant(module, "SOURCE_SHA256", SOURCE_SHA256) < 0)
-        Py_CLEAR(module);
-    return module;
+    return stamped_module(&module_def);
 }

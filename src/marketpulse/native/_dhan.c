@@ -10,15 +10,10 @@
  * Every float is computed with the same IEEE double operations CPython uses for the Python
  * expressions (built with -ffp-contract=off), and tests check the two bit for bit.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
+#include "decoder.h"
 
-#ifndef SOURCE_SHA256
-#define SOURCE_SHA256 ""
-#endif
+#include <math.h>
+
 
 #define CODE_TICKER 2
 #define CODE_QUOTE 4
@@ -147,14 +142,8 @@ last_trade(int32_t ltt, PyObject *offset)
 static PyObject *
 emit(PyObject **a, int count)
 {
-    PyObject *tick = NULL, *ticks = NULL, *out = NULL;
-    int complete = 1;
-    for (int i = 0; i < count; i++)
-        complete &= a[i] != NULL;
-    if (complete)
-        tick = PyObject_Vectorcall(state.tick, a, count, NULL);
-    for (int i = 0; i < count; i++)
-        Py_XDECREF(a[i]);
+    PyObject *ticks = NULL, *out = NULL;
+    PyObject *tick = call_releasing(state.tick, a, count);
     if (tick == NULL)
         return NULL;
     ticks = PyList_New(1);
@@ -181,12 +170,7 @@ levels(const double *prices, double s, const unsigned char *first, int qty, int 
         PyObject *args[3] = {PyFloat_FromDouble(prices[i] / s),
                              PyLong_FromUnsignedLong((unsigned long)u32(p + qty)),
                              PyLong_FromLong((long)u16(p + orders))};
-        PyObject *level = NULL;
-        if (args[0] != NULL && args[1] != NULL && args[2] != NULL)
-            level = PyObject_Vectorcall(state.depth, args, 3, NULL);
-        Py_XDECREF(args[0]);
-        Py_XDECREF(args[1]);
-        Py_XDECREF(args[2]);
+        PyObject *level = call_releasing(state.depth, args, 3);
         if (level == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -431,8 +415,5 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__dhan(void)
 {
-    PyObject *module = PyModule_Create(&module_def);
-    if (module != NULL && PyModule_AddStringConstant(module, "SOURCE_SHA256", SOURCE_SHA256) < 0)
-        Py_CLEAR(module);
-    return module;
+    return stamped_module(&module_def);
 }

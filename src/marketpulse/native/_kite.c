@@ -9,14 +9,7 @@
  * computed with the same IEEE operations CPython uses for the Python expressions (built with
  * -ffp-contract=off), and tests check the two bit for bit.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
-
-#ifndef SOURCE_SHA256
-#define SOURCE_SHA256 ""
-#endif
+#include "decoder.h"
 
 #define SEGMENTS 256
 #define INDEX_SEGMENT 9
@@ -134,12 +127,7 @@ levels(const unsigned char *first, double div)
         PyObject *args[3] = {PyFloat_FromDouble((double)price / div),
                              PyLong_FromUnsignedLong((unsigned long)qty),
                              PyLong_FromLong((long)orders)};
-        PyObject *level = NULL;
-        if (args[0] != NULL && args[1] != NULL && args[2] != NULL)
-            level = PyObject_Vectorcall(state.depth, args, 3, NULL);
-        Py_XDECREF(args[0]);
-        Py_XDECREF(args[1]);
-        Py_XDECREF(args[2]);
+        PyObject *level = call_releasing(state.depth, args, 3);
         if (level == NULL) {
             Py_DECREF(list); /* its unset items are NULL, which list_dealloc skips */
             return NULL;
@@ -235,15 +223,7 @@ packet_tick(const unsigned char *p, unsigned int length, PyObject *ts_recv, PyOb
         break;
     }
 
-    PyObject *tick = NULL;
-    int complete = 1;
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        complete &= a[i] != NULL;
-    if (complete)
-        tick = PyObject_Vectorcall(state.tick, a, nargs, NULL);
-    for (int i = 0; i < TICK_ARGS; i++)
-        Py_XDECREF(a[i]);
-    return tick;
+    return call_releasing(state.tick, a, nargs);
 }
 
 /* The number of packets when the whole frame is well formed as described above, else -1. */
@@ -414,8 +394,5 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__kite(void)
 {
-    PyObject *module = PyModule_Create(&module_def);
-    if (module != NULL && PyModule_AddStringConstant(module, "SOURCE_SHA256", SOURCE_SHA256) < 0)
-        Py_CLEAR(module);
-    return module;
+    return stamped_module(&module_def);
 }
