@@ -37,6 +37,10 @@ def test_bench_e2e_with_the_kite_generator_stores_every_tick_and_writes_a_comple
     assert report["storage_loss"] == 0
     assert 0 < counts["delivered"] <= counts["expected_deliveries"]
     assert report["latency"]["samples"] == counts["delivered"]
+    # The firehose probe saw ticks arrive in Redis, no later than they reached the clients.
+    into_redis = report["redis_latency"]
+    assert into_redis["samples"] > 0
+    assert into_redis["p50_ms"] <= report["latency"]["p50_ms"]
     assert {"generator", "ingest", "store", "api", "clients"} <= set(report["roles"])
     for role in ("ingest", "store", "api"):  # sampled in the window's first and last fifths
         usage = report["roles"][role]
@@ -44,7 +48,7 @@ def test_bench_e2e_with_the_kite_generator_stores_every_tick_and_writes_a_comple
         assert 0 < usage["rss_end"] <= usage["peak_rss"], usage
     assert report["ceilings"]["copy_rows_per_s"] > 0
     assert report["ceilings"]["broadcast_messages_per_s"] > 0
-    for heading in ("Throughput and loss", "Latency", "Cost per role"):
+    for heading in ("Throughput and loss", "Latency", "firehose entry in Redis", "Cost per role"):
         assert heading in result.output
 
 

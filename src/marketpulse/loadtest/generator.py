@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from marketpulse import event_loop
 from marketpulse.emulators.kite import KiteEmulator, build_app
 from marketpulse.emulators.options import EmulatorOptions
 from marketpulse.httpserver import serving
@@ -91,7 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slice-ms", type=float, default=50.0, help="one frame per slice")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(_serve(args.rate, args.instruments, args.seed, args.slice_ms))
+        # The same loop as the service and the clients (uvloop when installed): the generator
+        # shares the two cores with what it measures, so its per-frame cost matters too.
+        event_loop.run(_serve(args.rate, args.instruments, args.seed, args.slice_ms))
     except KeyboardInterrupt:
         sys.exit(0)
 

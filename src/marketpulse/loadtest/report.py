@@ -73,6 +73,8 @@ class RunReport:
     counts: Counts = field(default_factory=Counts)
     rates: Rates = field(default_factory=Rates)
     latency: Latency = field(default_factory=Latency)
+    redis_latency: Latency = field(default_factory=Latency)
+    """``ts_recv`` → the tick's firehose entry in Redis, sampled (:mod:`.probe`)."""
     roles: dict[str, dict[str, float]] = field(default_factory=dict)
     ceilings: Ceilings = field(default_factory=Ceilings)
     max_store_backlog: int = 0
@@ -185,12 +187,13 @@ def render(report: RunReport, console: Console) -> None:
         f"by design); clients disconnected {c.clients_disconnected}; emulator frames dropped "
         f"{c.emulator_frames_dropped}"
     )
-    lat = report.latency
-    latency = Table(title="Latency: feed frame receive (ts_recv) → WebSocket client receipt")
-    for name in ("samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms"):
-        latency.add_column(name, justify="right")
-    latency.add_row(_n(lat.samples), _n(lat.p50_ms, 1), _n(lat.p99_ms, 1), _n(lat.p999_ms, 1),
-                    _n(lat.max_ms, 1))  # fmt: skip
+    latency = Table(title="Latency from feed frame receive (ts_recv)")
+    for name in ("to", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms"):
+        latency.add_column(name, justify="left" if name == "to" else "right")
+    for stage, lat in (("WebSocket client receipt", report.latency),
+                       ("firehose entry in Redis (sampled)", report.redis_latency)):  # fmt: skip
+        latency.add_row(stage, _n(lat.samples), _n(lat.p50_ms, 1), _n(lat.p99_ms, 1),
+                        _n(lat.p999_ms, 1), _n(lat.max_ms, 1))  # fmt: skip
     console.print(latency)
     roles = Table(title="Cost per role (CPU over the window; 1.00 = one core)")
     columns = ("role", "processes", "CPU cores", "CPU s", "peak RSS MiB",

@@ -44,6 +44,7 @@ from marketpulse.feeds.simulator.trading_calendar import ist_date
 from marketpulse.loadtest.ceilings import broadcast_ceiling, copy_ceiling, xadd_ceiling
 from marketpulse.loadtest.machine import describe_machine, load_average
 from marketpulse.loadtest.monitor import Monitor, local_server_pid
+from marketpulse.loadtest.probe import probe_firehose
 from marketpulse.loadtest.processes import Child, ChildError, spawn
 from marketpulse.loadtest.report import RunReport, percentiles
 from marketpulse.loadtest.scenario import (
@@ -325,11 +326,19 @@ class Run:
         self.monitor.start_window(started)
         self._window_ns = (time.time_ns(), 0)
         backlog = 0
-        while (elapsed := time.monotonic() - started) < s.duration:
-            await asyncio.sleep(min(1.0, s.duration - elapsed))
-            now = await self._stats()
-            backlog = max(backlog, now.get("published", 0) - now.get("stored", 0))
-            self.report.timeline.append({"t": round(time.monotonic() - started, 2), **now})
+        arrivals = array.array("q")
+        probe = asyncio.create_task(
+            probe_firehose(self.redis, self.settings.firehose_keys, arrivals)
+        )
+        try:
+            while (elapsed := time.monotonic() - started) < s.duration:
+                await asyncio.sleep(min(1.0, s.duration - elapsed))
+                now = await self._stats()
+                backlog = max(backlog, now.get("published", 0) - now.get("stored", 0))
+                self.report.timeline.append({"t": round(time.monotonic() - started, 2), **now})
+        finally:
+            probe.cancel()
+        self.report.redis_latency = percentiles(arrivals.tolist())
         end = await self._stats()
         ended = time.monotonic()
         self._window_ns = (self._window_ns[0], time.time_ns())
