@@ -146,9 +146,11 @@ def test_instrument_cache_is_bounded_and_keys_stay_right(monkeypatch: pytest.Mon
 def test_results_never_share_their_containers() -> None:
     frame = wire._TICKER.pack(wire.CODE_TICKER, 16, 1, 1333, 1.5, 0)
     first, second = wire.decode_message(frame), wire.decode_message(frame)
-    first.errors.append("x")
-    first.prev_close["k"] = (1.0, 0)
-    first.oi["k"] = 1
-    first.depth.append(("k", True, []))
-    assert (second.errors, second.prev_close, second.oi, second.depth) == ([], {}, {}, [])
-    assert wire.Decoded() == wire.Decoded(ticks=[], prev_close={}, oi={}, depth=[], errors=[])
+    assert first.ticks is not second.ticks
+    # What a message did not hold is None, not a container another result could share.
+    assert (first.prev_close, first.oi, first.depth, first.errors) == (None, None, None, None)
+    side = wire.encode_prev_close("NSE_EQ|1333", 1630.4, 12)
+    one, two = wire.decode_message(side + side[:5]), wire.decode_message(side + side[:5])
+    assert one.prev_close == two.prev_close and one.prev_close is not two.prev_close
+    assert one.errors == two.errors and one.errors is not two.errors
+    assert wire.Decoded() == wire.Decoded(ticks=[], prev_close=None, oi=None, depth=None)

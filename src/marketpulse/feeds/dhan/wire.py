@@ -228,27 +228,31 @@ class Decoded(msgspec.Struct, gc=False):
 
     ``prev_close`` maps key → (previous close, previous OI); ``oi`` maps key → open interest;
     ``disconnect`` is the reason code of a disconnect packet; ``depth`` holds 20-level packets
-    as (key, is_bid, levels).
+    as (key, is_bid, levels); ``errors`` says why packets were skipped. Each of those is
+    ``None`` when the message had none — the usual case, one tick packet per message.
 
-    A ``msgspec.Struct`` rather than a dataclass because one is built per WebSocket message:
-    msgspec copies the empty ``[]``/``{}`` defaults in C, where a dataclass ``__init__`` calls
-    five ``default_factory`` functions (about 0.2 µs, a third of a ticker decode). ``gc=False``:
-    a result only holds ticks, strings and numbers, never itself, so it cannot be in a cycle.
+    ``None`` rather than an empty container: msgspec copies an empty ``[]``/``{}`` default for
+    every result, and four of them cost about 0.1 µs per message, more than a quarter of a
+    compiled ticker decode. A ``msgspec.Struct`` rather than a dataclass for the same reason (a
+    dataclass ``__init__`` calls ``default_factory`` functions). ``gc=False``: a result only
+    holds ticks, strings and numbers, never itself, so it cannot be in a cycle.
     """
 
     ticks: list[Tick] = []
-    prev_close: dict[str, tuple[float, int]] = {}
-    oi: dict[str, int] = {}
-    depth: list[tuple[str, bool, list[DepthLevel]]] = []
+    prev_close: dict[str, tuple[float, int]] | None = None
+    oi: dict[str, int] | None = None
+    depth: list[tuple[str, bool, list[DepthLevel]]] | None = None
     disconnect: int | None = None
     market_status: int = 0
     skipped: int = 0
-    errors: list[str] = []
+    errors: list[str] | None = None
 
 
 def _skip(out: Decoded, why: str) -> None:
     out.skipped += 1
-    if len(out.errors) < 8:
+    if out.errors is None:
+        out.errors = [why]
+    elif len(out.errors) < 8:
         out.errors.append(why)
 
 
@@ -482,8 +486,12 @@ def _decode_packet(
         )  # fmt: skip
     elif code == CODE_PREV_CLOSE:
         _, _, _, _, close, prev_oi = _PREV_CLOSE.unpack_from(data, pos)
+        if out.prev_close is None:
+            out.prev_close = {}
         out.prev_close[key] = (round(close * scale) / scale, prev_oi)
     elif code == CODE_OI:
+        if out.oi is None:
+            out.oi = {}
         out.oi[key] = _OI.unpack_from(data, pos)[4]
     elif code == CODE_DISCONNECT:
         out.disconnect = _DISCONNECT.unpack_from(data, pos)[4]
@@ -527,6 +535,8 @@ def decode_depth_message(data: bytes) -> Decoded:
                     )
                     if qty or price
                 ]
+                if out.depth is None:
+                    out.depth = []
                 out.depth.append((f"{_SEGMENT_BY_CODE[seg]}|{ident}", code == DEPTH_BID, levels))
         else:
             _skip(out, f"unknown depth packet code {code} (length {length})")
@@ -556,9 +566,11 @@ class InstrumentState:
 
     def apply(self, decoded: Decoded) -> list[Tick]:
         """Update from ``decoded``'s side packets and return its ticks, enriched."""
-        for key, (prev, _prev_oi) in decoded.prev_close.items():
-            self._close[key] = prev
-        self._oi.update(decoded.oi)
+        if decoded.prev_close is not None:
+            for key, (prev, _prev_oi) in decoded.prev_close.items():
+                self._close[key] = prev
+        if decoded.oi is not None:
+            self._oi.update(decoded.oi)
         closes, ois = self._close, self._oi
         for tick in decoded.ticks:
             close = closes.get(tick.token)
@@ -586,7 +598,7 @@ class InstrumentState:
         """Remember 20-level books; a full tick re-issued with the new book per instrument
         whose last full tick is known (depth packets carry no price or time of their own)."""
         touched: dict[str, None] = {}
-        for key, is_bid, levels in decoded.depth:
+        for key, is_bid, levels in decoded.depth or ():
             bids, asks = self._books.get(key, (None, None))
             self._books[key] = (levels, asks) if is_bid else (bids, levels)
             touched[key] = None
