@@ -4,6 +4,7 @@ is complete. Small and short on purpose — never a speed threshold."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,8 @@ def test_bench_e2e_with_the_kite_generator_stores_every_tick_and_writes_a_comple
         usage = report["roles"][role]
         assert 0 < usage["rss_start"] <= usage["peak_rss"], usage
         assert 0 < usage["rss_end"] <= usage["peak_rss"], usage
+        if sys.platform.startswith("linux"):  # run-queue wait from /proc/*/task/*/schedstat
+            assert usage["wait_seconds"] is not None and usage["wait_seconds"] >= 0, usage
     assert report["ceilings"]["copy_rows_per_s"] > 0
     assert report["ceilings"]["broadcast_messages_per_s"] > 0
     for heading in ("Throughput and loss", "Latency", "firehose entry in Redis", "Cost per role"):

@@ -6,6 +6,11 @@ measuring window divided by its length (1.0 = one core busy); RSS is sampled eve
 and the peak of the role's sum is kept. For soak runs the window's first and last fifths are
 compared too: ``rss_start``/``rss_end`` are the role's highest RSS in each, so steady growth
 (a leak) shows as ``rss_end`` well above ``rss_start`` while a one-off peak does not.
+
+On Linux each role's *run-queue wait* over the window is read from ``/proc/<pid>/task/*/schedstat``
+as well: the time its threads were ready to run but waiting for a CPU. With every process of a
+run on the same cores, that — not the CPU a role uses — is what turns into latency, so a role
+whose wait is a large fraction of its CPU time was starved, whatever its own cost.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 import psutil
@@ -31,6 +37,8 @@ class RoleUsage:
     processes: int = 0
     rss_start: int = 0
     rss_end: int = 0
+    wait_seconds: float | None = None
+    """Run-queue wait of the role's threads over the window (``None`` where not readable)."""
 
 
 @dataclass(slots=True)
@@ -39,6 +47,7 @@ class _Role:
     with_children: bool
     peak_rss: int = 0
     cpu_start: dict[int, float] = field(default_factory=dict)
+    wait_start: dict[int, float] = field(default_factory=dict)
     window_rss: list[tuple[float, int]] = field(default_factory=list)
 
 
@@ -56,6 +65,19 @@ def _processes(role: _Role) -> list[psutil.Process]:
 def _cpu(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return float(times.user + times.system)
+
+
+def run_queue_wait(pid: int) -> float | None:
+    """Seconds the process's threads have spent runnable but waiting for a CPU (the second
+    field of each thread's ``schedstat``); ``None`` where the kernel does not expose it."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return None
+    return total / 1e9
 
 
 class Monitor:
@@ -93,10 +115,14 @@ class Monitor:
         self._in_window = True
         for role in self._roles.values():
             role.cpu_start = {}
+            role.wait_start = {}
             role.window_rss = []
             for proc in _processes(role):
                 with contextlib.suppress(psutil.Error):
                     role.cpu_start[proc.pid] = _cpu(proc)
+                wait = run_queue_wait(proc.pid)
+                if wait is not None:
+                    role.wait_start[proc.pid] = wait
 
     def end_window(self, now: float) -> dict[str, RoleUsage]:
         seconds = max(now - self._window_start, 1e-9)
@@ -105,15 +131,20 @@ class Monitor:
         fifth = seconds / 5
         for name, role in self._roles.items():
             used = 0.0
+            waited: float | None = None
             procs = _processes(role)
             for proc in procs:
                 with contextlib.suppress(psutil.Error):
                     used += _cpu(proc) - role.cpu_start.get(proc.pid, 0.0)
+                wait = run_queue_wait(proc.pid)
+                if wait is not None:
+                    # A thread that ended during the window takes its wait with it: never < 0.
+                    waited = (waited or 0.0) + max(0.0, wait - role.wait_start.get(proc.pid, 0.0))
             early = [rss for t, rss in role.window_rss if t <= self._window_start + fifth]
             late = [rss for t, rss in role.window_rss if t >= now - fifth]
             self.usage[name] = RoleUsage(
                 used, used / seconds, role.peak_rss, len(procs),
-                max(early, default=0), max(late, default=0),
+                max(early, default=0), max(late, default=0), waited,
             )  # fmt: skip
         return self.usage
 

@@ -196,13 +196,14 @@ def render(report: RunReport, console: Console) -> None:
                         _n(lat.p999_ms, 1), _n(lat.max_ms, 1))  # fmt: skip
     console.print(latency)
     roles = Table(title="Cost per role (CPU over the window; 1.00 = one core)")
-    columns = ("role", "processes", "CPU cores", "CPU s", "peak RSS MiB",
-               "RSS first 1/5 MiB", "RSS last 1/5 MiB")  # fmt: skip
+    columns = ("role", "processes", "CPU cores", "CPU s", "waiting for a CPU s",
+               "peak RSS MiB", "RSS first 1/5 MiB", "RSS last 1/5 MiB")  # fmt: skip
     for name in columns:
         roles.add_column(name, justify="left" if name == "role" else "right")
     for name, usage in report.roles.items():
         roles.add_row(name, _n(usage["processes"]), _n(usage["cores"], 2),
-                      _n(usage["cpu_seconds"], 1), _n(usage["peak_rss"] / 2**20, 0),
+                      _n(usage["cpu_seconds"], 1), _n(usage.get("wait_seconds"), 1),
+                      _n(usage["peak_rss"] / 2**20, 0),
                       _n(usage.get("rss_start", 0) / 2**20, 0),
                       _n(usage.get("rss_end", 0) / 2**20, 0))  # fmt: skip
     console.print(roles)
