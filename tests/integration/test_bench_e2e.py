@@ -70,3 +70,20 @@ def test_bench_e2e_with_the_simulator_in_one_service_process_and_batch_clients_l
     # Batch frames are counted per data message they carry, each with its own latency sample.
     result = report.as_dict()
     assert result["latency"]["samples"] == result["counts"]["delivered"] > 0
+
+
+def test_ticks_ingest_parks_in_its_spill_file_are_replayed_and_stored_before_the_run_ends(
+    server_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A firehose bound the store's one-second batches always exceed: ingest keeps spilling
+    # new entries to its file and replaying them, up to the end of the load.
+    monkeypatch.setenv("FIREHOSE_MAXLEN", "1000")
+    monkeypatch.setenv("FIREHOSE_SPILL_HIGH_RATIO", "0.2")
+    monkeypatch.setenv("FIREHOSE_SPILL_LOW_RATIO", "0.1")
+    redis_url, database_url = server_urls
+    scenario = Scenario(feed="kite", rate=2000, instruments=50, clients=0, duration=4,
+                        warmup=1, ceilings=False)  # fmt: skip
+    report = run_scenario(scenario, redis_url=redis_url, database_url=database_url)
+    assert report.counts.spilled > 0, report.as_dict()
+    assert report.storage_loss == 0, report.as_dict()
+    assert report.counts.stored == report.counts.published > 0

@@ -28,6 +28,8 @@ class Counts:
     expected_deliveries: int = 0
     emulator_frames_dropped: int = 0
     clients_disconnected: int = 0
+    spilled: int = 0
+    """Ticks ingest parked in its spill file while the store was far behind (then replayed)."""
 
 
 @dataclass(slots=True)
@@ -185,7 +187,7 @@ def render(report: RunReport, console: Console) -> None:
         f"{_n(report.drain_seconds, 1)} s; WebSocket delivered/expected "
         f"{'—' if delivery is None else f'{delivery:.3f}'} (the hub conflates per channel "
         f"by design); clients disconnected {c.clients_disconnected}; emulator frames dropped "
-        f"{c.emulator_frames_dropped}"
+        f"{c.emulator_frames_dropped}; ticks parked in ingest's spill file {c.spilled:,}"
     )
     latency = Table(title="Latency from feed frame receive (ts_recv)")
     for name in ("to", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms"):

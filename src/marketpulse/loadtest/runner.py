@@ -38,6 +38,7 @@ import httpx
 
 from marketpulse.bus.connection import create_redis
 from marketpulse.bus.firehose import KEY_FIELD, TICK_FIELD, Entry
+from marketpulse.bus.status import read_reports
 from marketpulse.config import Settings
 from marketpulse.emulators.kite import TEST_ACCESS_TOKEN, TEST_API_KEY
 from marketpulse.feeds.simulator.trading_calendar import ist_date
@@ -369,6 +370,21 @@ class Run:
                     tail = [line for line in child.output().splitlines() if line][-8:]
                     if tail:
                         self.report.notes.append(f"{child.name} last logged: " + " | ".join(tail))
+            # While the store is far behind, ingest parks new firehose entries in its spill
+            # file and replays them as the store catches up; only a running ingest does that.
+            wrote = await self._until(
+                lambda st: st.get("published", 0) >= st.get("received", 0), within,
+                "ingest to write every tick it received to Redis",
+            )  # fmt: skip
+            reports = await read_reports(self.redis, self.settings)
+            self.report.counts.spilled = sum(r.spilled for r in reports)
+            held = wrote.get("received", 0) - wrote.get("published", 0)
+            if held > 0:
+                self.report.notes.append(
+                    f"ingest still held {held:,} ticks (buffer or spill file) after {within:.0f} "
+                    "s; a restarted ingest replays its spill file, but this run counts them as "
+                    "not stored"
+                )
         for child in ingest:
             # Stopping ingest flushes its publisher. The simulator cannot be paused, so a
             # process sharing it with the store stops too (its store drains on the way out).
