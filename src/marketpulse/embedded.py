@@ -603,10 +603,11 @@ class _Valkey(_Server):
     ladder = _VALKEY_STOP
     start_timeout = _VALKEY_START_TIMEOUT
 
-    def __init__(self, home: Path, binary: Path | None) -> None:
+    def __init__(self, home: Path, binary: Path | None, *, snapshots: bool = True) -> None:
         data_dir = home / "valkey"
         super().__init__(home, data_dir, data_dir / "valkey.log")
         self._binary = binary
+        self._save = _VALKEY_SAVE if snapshots else ""
 
     @property
     def binary(self) -> Path:
@@ -625,7 +626,7 @@ class _Valkey(_Server):
             "--port", str(port),
             "--dir", str(self.data_dir),
             "--dbfilename", "dump.rdb",
-            "--save", _VALKEY_SAVE,
+            "--save", self._save,
             "--appendonly", "no",
             "--logfile", "",  # stdout, which is our log file: also catches pre-config errors
             # keep argv intact: orphan detection reads the data dir from the command line
@@ -871,7 +872,11 @@ class EmbeddedServices:
         log: Callable[[str], None] | None = None,
         valkey_binary: Path | None = None,
         postgres_bin_dir: Path | None = None,
+        redis_snapshots: bool = True,
     ) -> None:
+        """``redis_snapshots=False`` runs Valkey without RDB snapshots: for a throwaway home
+        (the benchmark harness), where dumping gigabytes of streams every few minutes would
+        only compete with what is being measured."""
         self.home = Path(home).expanduser().resolve()
         self.want_redis = want_redis
         self.want_postgres = want_postgres
@@ -879,6 +884,7 @@ class EmbeddedServices:
         self.database_url: str | None = None
         self._log = log or _logger.info
         self.valkey_binary = valkey_binary
+        self._redis_snapshots = redis_snapshots
         self._postgres_bin_dir = postgres_bin_dir
         self._lock = _HomeLock(self.home)
         self._mutex = threading.Lock()
@@ -926,7 +932,7 @@ class EmbeddedServices:
         began = time.monotonic()
         self.home.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
-        valkey = _Valkey(self.home, self.valkey_binary)
+        valkey = _Valkey(self.home, self.valkey_binary, snapshots=self._redis_snapshots)
         postgres = _Postgres(self.home, self._postgres_bin_dir)
         # Orphans of either kind are stopped even if we only want one: nobody else owns them.
         valkey.recover_orphan(self._log)

@@ -156,6 +156,17 @@ def test_second_owner_gets_a_clear_error(shared: EmbeddedServices) -> None:
     assert shared.child_pids() == before  # the refused owner touched nothing
 
 
+def test_valkey_for_a_throwaway_home_takes_no_snapshots(home: Path) -> None:
+    with EmbeddedServices(home, want_redis=True, want_postgres=False,
+                          redis_snapshots=False) as services:  # fmt: skip
+        assert services.redis_url is not None
+        client = redis.Redis.from_url(services.redis_url)
+        try:
+            assert client.config_get("save") == {"save": ""}
+        finally:
+            client.close()
+
+
 async def test_stop_leaves_nothing_and_restart_keeps_data(home: Path) -> None:
     services = EmbeddedServices(home, want_redis=True, want_postgres=True)
     # Started from a thread that ends at once: the servers must not die with it (the

@@ -113,6 +113,8 @@ def test_valkey_listens_on_loopback_and_keeps_its_command_line(tmp_path: Path) -
     assert options["--dir"] == str(tmp_path / "valkey")
     assert options["--set-proc-title"] == "no"
     assert options["--save"]
+    throwaway = embedded._Valkey(tmp_path, tmp_path / "valkey-server", snapshots=False)
+    assert dict(zip(*[iter(throwaway.argv(6390)[1:])] * 2, strict=True))["--save"] == ""
 
 
 def test_child_setup_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -546,8 +546,11 @@ def _servers(redis_url: str | None, database_url: str | None,
         return
     from marketpulse.embedded import EmbeddedServices
 
+    # The home is deleted after the run: no Redis snapshots (a multi-GB dump mid-run competes
+    # with everything measured).
     with EmbeddedServices(home / "servers", want_redis=not redis_url,
-                          want_postgres=not database_url) as services:  # fmt: skip
+                          want_postgres=not database_url,
+                          redis_snapshots=False) as services:  # fmt: skip
         redis_url = redis_url or services.redis_url
         database_url = database_url or services.database_url
         assert redis_url is not None
