@@ -248,7 +248,10 @@ async def test_a_client_that_stops_reading_is_disconnected_and_others_keep_strea
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", service.port))
-        slow = await connect(service.ws, sock=sock, max_queue=1)
+        # close_timeout: once the closing handshake is done, how long the client waits for the
+        # server to end TCP. The default (10 s) equalled read_until_closed's whole budget, so a
+        # server slow to close after a kick made the test time out (seen once in CI).
+        slow = await connect(service.ws, sock=sock, max_queue=1, close_timeout=2)
         async with connect(service.ws) as good:
             await messages(good, 1)
             await good.send(json.dumps({"message_type": "subscribe", "channel": "RELIANCE.NSE"}))
