@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from marketpulse.bus.firehose import KEY_FIELD, TICK_FIELD
 from marketpulse.loadtest.probe import PROBE_INTERVAL, probe_firehose
+from marketpulse.model import Tick, encode_tick
 
 
 async def test_the_probe_samples_each_new_newest_entry_once(redis: aioredis.Redis) -> None:
@@ -21,7 +22,7 @@ async def test_the_probe_samples_each_new_newest_entry_once(redis: aioredis.Redi
     try:
         for _ in range(3):
             stamp = time.time_ns() - 5_000_000  # received 5 ms before it reaches Redis
-            tick = b'{"ltp":1.0,"ts_recv":%d}' % stamp
+            tick = encode_tick(Tick("kite", "738561", "NSE", "full", 1.0, ts_recv=stamp))
             await redis.xadd(keys[0], {KEY_FIELD: b"A.NSE", TICK_FIELD: tick})
             await asyncio.sleep(PROBE_INTERVAL * 5)  # several probe rounds per entry
     finally:

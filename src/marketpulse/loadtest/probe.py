@@ -17,26 +17,29 @@ from __future__ import annotations
 
 import array
 import asyncio
-import re
 from typing import Final, cast
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from marketpulse.bus.firehose import TICK_FIELD, Entry
+from marketpulse.model import decode_tick
 
 PROBE_INTERVAL: Final = 0.01
-_TS_RECV: Final = re.compile(rb'"ts_recv":(\d+)')
 
 
 def ingest_latency_ns(entry: Entry) -> int | None:
     """Redis arrival (the entry id's milliseconds) minus the tick's ``ts_recv``, in ns; ``None``
-    for an entry without a receive stamp."""
+    for an entry without a tick or a receive stamp."""
     entry_id, fields = entry
-    found = _TS_RECV.search(fields.get(TICK_FIELD, b""))
-    if found is None:
+    try:
+        ts_recv = decode_tick(fields.get(TICK_FIELD, b"")).ts_recv
+    except msgspec.DecodeError:
         return None
-    return int(entry_id.partition(b"-")[0]) * 1_000_000 - int(found[1])
+    if ts_recv is None:
+        return None
+    return int(entry_id.partition(b"-")[0]) * 1_000_000 - ts_recv
 
 
 async def probe_firehose(redis: aioredis.Redis, keys: list[str], samples: array.array[int]) -> None:
